@@ -1,0 +1,21 @@
+"""One instance of every public estimator, with small parameters for fast tests.
+
+The estimators come from :func:`unsup.utils.all_estimators` (everything exported
+in an ``__all__``), so a new estimator joins the common checks and the
+bad-input tests by being exported. ``TEST_PARAMS`` holds the constructor
+arguments that keep the suite fast (few epochs, few restarts), in one place.
+"""
+
+from __future__ import annotations
+
+from unsup.utils import all_estimators
+
+TEST_PARAMS: dict[str, dict] = {
+    "KMeans": {"n_clusters": 3, "n_init": 2, "max_iter": 30, "random_state": 0},
+}
+
+
+def estimator_instances():
+    """Yield one instance of each public estimator, built with ``TEST_PARAMS``."""
+    for name, cls in all_estimators():
+        yield cls(**TEST_PARAMS.get(name, {}))

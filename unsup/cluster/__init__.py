@@ -1,0 +1,4 @@
+"""Clustering."""
+from unsup.cluster._kmeans import KMeans
+
+__all__ = ["KMeans"]

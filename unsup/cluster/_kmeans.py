@@ -1,0 +1,778 @@
+"""K-means with pluggable metrics.
+
+Design constraints
+------------------
+- The centre update matches the metric (see :mod:`unsup.metrics._centres`):
+  Lloyd for (squared) euclidean, k-medians for manhattan, spherical k-means
+  for cosine, k-modes for hamming, alternate k-medoids for the rest.
+- Euclidean reuses scikit-learn's own Lloyd iteration (same preprocessing,
+  same k-means++ random stream), so given the same initial centres or the same
+  ``random_state`` the partition and inertia equal ``sklearn.cluster.KMeans``'s.
+- The other metrics run one Python-level loop over chunked kernels: memory is
+  bounded by scikit-learn's ``working_memory`` whatever ``n_samples``.
+- Mini-batch training (``batch_size`` or ``partial_fit``) keeps sufficient
+  statistics where the rule has them (sums for the means, value counts for the
+  modes), so the streamed centre is the exact rule over the points assigned so
+  far; median and medoid centres, which have none, are updated approximately
+  (documented in :meth:`KMeans.partial_fit`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.cluster import kmeans_plusplus
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from threadpoolctl import threadpool_limits
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from unsup._sklearn_private import (
+    Interval,
+    StrOptions,
+    _check_sample_weight,
+    _fit_context,
+    _is_same_clustering,
+    _kmeans_single_lloyd,
+    _labels_inertia_threadpool_limit,
+    _openmp_effective_n_threads,
+    lloyd_iter_chunked_dense,
+)
+from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
+from unsup.metrics._pairwise import _argmin_min, _iter_blocks
+from unsup.metrics._registry import METRIC_NAMES, Cosine, Metric, _matmul_t, as_tensor, get_metric
+
+__all__ = ["KMeans"]
+
+_MEAN_METRICS = ("euclidean", "sqeuclidean")
+_MAX_STREAMED_MODES = 256
+
+
+class _UnitCosine(Cosine):
+    """Cosine distance between rows already of unit length (no renormalisation)."""
+
+    def _block(self, X, Y):
+        D = _matmul_t(X, Y)
+        np.subtract(1.0, D, out=D)
+        return np.clip(D, 0.0, 2.0, out=D)
+
+    def _argmin_block(self, X, Y):
+        import torch
+
+        best = torch.max(as_tensor(X) @ as_tensor(Y).T, dim=1)
+        mins = best.values.numpy()
+        np.subtract(1.0, mins, out=mins)
+        return best.indices.numpy(), np.clip(mins, 0.0, 2.0, out=mins)
+
+
+def _tolerance(X, tol):
+    """scikit-learn's data-dependent tolerance: ``tol`` times the mean feature variance."""
+    return 0.0 if tol == 0 else float(np.mean(np.var(X, axis=0)) * tol)
+
+
+def _kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n_local_trials=None):
+    """k-means++ seeding in any metric: sample in proportion to the cost to the nearest centre.
+
+    scikit-learn's greedy variant (``2 + log k`` candidates, keep the one that
+    lowers the potential most), with the metric's k-means cost in place of the
+    squared euclidean distance. Prior validation of data is assumed.
+
+    Returns
+    -------
+    centres : ndarray of shape (n_clusters, n_features)
+    indices : ndarray of shape (n_clusters,)
+    """
+    n_samples = len(X)
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    w = sample_weight
+    indices = np.empty(n_clusters, dtype=np.intp)
+    indices[0] = random_state.choice(n_samples, p=w / w.sum())
+    closest = cost._block(X[indices[[0]]], X)[0].astype(np.float64)
+    potential = closest @ w
+    for c in range(1, n_clusters):
+        rand_vals = random_state.uniform(size=n_local_trials) * potential
+        candidates = np.searchsorted(np.cumsum(w * closest), rand_vals)
+        np.clip(candidates, None, n_samples - 1, out=candidates)
+        to_candidates = np.minimum(closest, cost._block(X[candidates], X))
+        potentials = to_candidates @ w
+        best = int(np.argmin(potentials))
+        potential, closest, indices[c] = potentials[best], to_candidates[best], candidates[best]
+    return X[indices].copy(), indices
+
+
+def _relocate_empty(centres, X, sample_weight, mins):
+    """Move the centres of empty clusters (NaN rows) onto the points farthest from theirs."""
+    empty = np.flatnonzero(np.isnan(centres).any(axis=1))
+    if len(empty):
+        cost = np.where(sample_weight > 0, mins, -np.inf)
+        far = np.argsort(cost, kind="stable")[::-1][: len(empty)]
+        centres[empty] = X[far]
+    return centres
+
+
+def _kmeans_single_generic(X, sample_weight, centres, metric, *, max_iter, tol, verbose, cost=None):
+    """Alternate assignment and centre update in any metric until stable.
+
+    Prior validation of data is assumed. ``cost`` is the metric whose values
+    are summed (defaults to ``metric.cost()``); the centre update is the
+    metric's rule. Convergence as scikit-learn's Lloyd: labels unchanged
+    (strict), or a total squared centre shift within ``tol``.
+
+    Returns
+    -------
+    labels, inertia, centres, n_iter
+    """
+    cost = metric.cost() if cost is None else cost
+    k = len(centres)
+    update = centre_updater(metric, X, sample_weight, k)
+    labels_old = None
+    strict = False
+    for i in range(max_iter):
+        labels, mins = _argmin_min(X, centres, cost)
+        new = update(labels)
+        new = _relocate_empty(new, X, sample_weight, mins)
+        shift = float(((new - centres) ** 2).sum())
+        centres = new
+        if verbose:
+            print(f"Iteration {i}, inertia {float(mins @ sample_weight)}.")
+        if labels_old is not None and np.array_equal(labels, labels_old):
+            if verbose:
+                print(f"Converged at iteration {i}: strict convergence.")
+            strict = True
+            break
+        if shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {i}: center shift {shift} within tolerance {tol}.")
+            break
+        labels_old = labels
+    if not strict:  # so that the labels match the final centres
+        labels, mins = _argmin_min(X, centres, cost)
+    return labels.astype(np.int32), float(mins @ sample_weight), centres, i + 1
+
+
+def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbose):
+    """Spherical k-means on unit rows: scikit-learn's fused Lloyd step, then renormalise.
+
+    For unit vectors the nearest centre in euclidean distance is the one of
+    least cosine distance, so one Lloyd iteration followed by rescaling the
+    new centres to unit length is exactly one spherical k-means iteration.
+    Prior validation of data is assumed: ``Xn`` has unit (or zero) rows and
+    ``centres`` unit rows. Returns labels, inertia (sum of cosine distances),
+    centres, n_iter.
+    """
+    n_threads = _openmp_effective_n_threads()
+    centres = np.ascontiguousarray(centres, dtype=Xn.dtype)
+    new = np.zeros_like(centres)
+    labels = np.full(len(Xn), -1, dtype=np.int32)
+    labels_old = labels.copy()
+    in_clusters = np.zeros(len(centres), dtype=Xn.dtype)
+    shift = np.zeros(len(centres), dtype=Xn.dtype)
+    strict = False
+    with threadpool_limits(limits=1, user_api="blas"):  # the step runs BLAS in each OpenMP thread
+        for i in range(max_iter):
+            lloyd_iter_chunked_dense(Xn, sample_weight, centres, new, in_clusters, labels, shift, n_threads)
+            new = Cosine.normalize(new)
+            total_shift = float(((new - centres) ** 2).sum())
+            centres, new = new, centres
+            if verbose:
+                print(f"Iteration {i}, center shift {total_shift}.")
+            if np.array_equal(labels, labels_old):
+                if verbose:
+                    print(f"Converged at iteration {i}: strict convergence.")
+                strict = True
+                break
+            if total_shift <= tol:
+                if verbose:
+                    print(f"Converged at iteration {i}: center shift {total_shift} within tolerance {tol}.")
+                break
+            labels_old[:] = labels
+    # Cosine distances to the final centres (and, without strict convergence,
+    # the labels that match them).
+    final_labels, mins = _argmin_min(Xn, centres, _UnitCosine())
+    if not strict:
+        labels = final_labels
+    return labels.astype(np.int32), float(mins @ sample_weight), centres, i + 1
+
+
+class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
+    """K-means clustering in any metric, the centre update matching the metric.
+
+    =========================  ==============================  ===============
+    metric                     centre of a cluster             k-means becomes
+    =========================  ==============================  ===============
+    euclidean, sqeuclidean     mean                            Lloyd
+    manhattan (cityblock, l1)  coordinate-wise median          k-medians
+    cosine                     mean of unit vectors, unit      spherical
+    hamming                    coordinate-wise mode            k-modes
+    chebyshev, minkowski,      medoid (member with least       k-medoids
+    callable                   total distance)                 (alternate)
+    =========================  ==============================  ===============
+
+    The inertia is the sum of the k-means cost: squared distances for
+    euclidean (as scikit-learn), the distances themselves for the other
+    metrics (the quantity their centre minimises). With the euclidean metric,
+    given the same initial centres (or the same ``random_state``), the labels
+    and inertia equal :class:`sklearn.cluster.KMeans`'s.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        The number of clusters.
+    metric : str or callable, default="euclidean"
+        A name of :data:`unsup.metrics.METRIC_NAMES` or a callable
+        ``f(a, b) -> float`` (slow: one call per pair; medoid centres).
+    metric_params : dict, default=None
+        Parameters of the metric, e.g. ``{"p": 3}`` for minkowski.
+    init : {"k-means++", "random"}, callable or array-like of shape (n_clusters, n_features), default="k-means++"
+        ``"k-means++"`` seeds in the chosen metric (sampling in proportion to
+        the k-means cost to the nearest centre already chosen); ``"random"``
+        picks ``n_clusters`` rows at random (in proportion to
+        ``sample_weight``); a callable is called as
+        ``init(X, n_clusters, random_state=random_state)``.
+    n_init : "auto" or int, default="auto"
+        Runs from different seeds; the one with the least inertia is kept.
+        ``"auto"``: 10 for ``init="random"``, 1 otherwise (as scikit-learn).
+    max_iter : int, default=300
+        Maximum iterations of one run (epochs over the data when
+        ``batch_size`` is set).
+    tol : float, default=1e-4
+        Convergence when the total squared centre shift is within ``tol``
+        times the mean variance of the features (as scikit-learn).
+    batch_size : int, default=None
+        ``None``: full-batch iterations. An int: mini-batch k-means, updating
+        the centres from shuffled batches of this size (as
+        :meth:`partial_fit` does); the labels and inertia are then computed
+        on the whole of ``X``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initialisation and the mini-batch shuffling.
+    verbose : int, default=0
+        Print the inertia at every iteration and the reason for stopping.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        Centres (medians, unit vectors, modes or medoids, by metric), in the
+        dtype of ``X`` (float32 is preserved).
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each training point (after :meth:`partial_fit`: of the
+        last batch).
+    inertia_ : float
+        Weighted sum of the k-means cost of each point to its centre.
+    n_iter_ : int
+        Iterations (epochs for mini-batch) of the kept run.
+    n_steps_ : int
+        Mini-batch updates done (only with ``batch_size`` or ``partial_fit``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when ``X`` has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.cluster.KMeans : the euclidean oracle.
+    unsup.metrics.get_metric : the metric registry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unsup.cluster import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]], dtype=float)
+    >>> km = KMeans(n_clusters=2, metric="manhattan", random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    >>> float(km.inertia_)
+    8.0
+    """
+
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions(set(METRIC_NAMES) | {"precomputed"}), callable],
+        "metric_params": [dict, None],
+        "init": [StrOptions({"k-means++", "random"}), callable, "array-like"],
+        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        n_clusters=8,
+        *,
+        metric="euclidean",
+        metric_params=None,
+        init="k-means++",
+        n_init="auto",
+        max_iter=300,
+        tol=1e-4,
+        batch_size=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_clusters = n_clusters
+        self.metric = metric
+        self.metric_params = metric_params
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ------------------------------------------------------------ validation
+    def _get_metric(self) -> Metric:
+        if isinstance(self.metric, str) and self.metric == "precomputed":
+            raise ValueError(
+                "KMeans does not accept metric='precomputed': its centres live in "
+                "feature space. Cluster a distance matrix with "
+                "AgglomerativeClustering or DivisiveClustering(method='diana')."
+            )
+        return get_metric(self.metric, **(self.metric_params or {}))
+
+    def _check_data(self, X, *, reset):
+        return validate_data(
+            self, X, dtype=[np.float64, np.float32], order="C", accept_sparse=False, reset=reset
+        )
+
+    def _check_weights(self, sample_weight, X):
+        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        if np.any(w < 0):
+            raise ValueError("Negative values in data passed to `sample_weight`.")
+        if not np.any(w > 0):
+            raise ValueError("Sample weights must contain at least one non-zero number.")
+        return w
+
+    def _check_params_vs_input(self, X, sample_weight):
+        if X.shape[0] < self.n_clusters:
+            raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}.")
+        is_random = isinstance(self.init, str) and self.init == "random"
+        if is_random and np.count_nonzero(sample_weight) < self.n_clusters:
+            raise ValueError(
+                f"init='random' needs at least n_clusters={self.n_clusters} samples "
+                f"of positive sample_weight, got {np.count_nonzero(sample_weight)}."
+            )
+        if self.n_init == "auto":
+            self._n_init = 10 if is_random else 1
+        else:
+            self._n_init = self.n_init
+        if not (isinstance(self.init, str) or callable(self.init)) and self._n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init "
+                f"in {type(self).__name__} instead of n_init={self._n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._n_init = 1
+        self._tol = _tolerance(X, self.tol)
+
+    def _validate_centres(self, centres, X, what="initial centers"):
+        centres = check_array(centres, dtype=X.dtype, copy=True, order="C", input_name="init")
+        if centres.shape[0] != self.n_clusters:
+            raise ValueError(
+                f"The shape of the {what} {centres.shape} does not match "
+                f"the number of clusters {self.n_clusters}."
+            )
+        if centres.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"The shape of the {what} {centres.shape} does not match "
+                f"the number of features of the data {X.shape[1]}."
+            )
+        return centres
+
+    # -------------------------------------------------------- initialisation
+    def _init_centres(self, X, sample_weight, metric, random_state, x_squared_norms=None):
+        init = self.init
+        if isinstance(init, str) and init == "k-means++":
+            if metric.name in _MEAN_METRICS:
+                centres, _ = kmeans_plusplus(
+                    X,
+                    self.n_clusters,
+                    sample_weight=sample_weight,
+                    x_squared_norms=x_squared_norms,
+                    random_state=random_state,
+                )
+                return centres
+            return _kmeans_plusplus(X, self.n_clusters, metric.cost(), sample_weight, random_state)[0]
+        if isinstance(init, str) and init == "random":
+            seeds = random_state.choice(
+                len(X), size=self.n_clusters, replace=False, p=sample_weight / sample_weight.sum()
+            )
+            return X[seeds].copy()
+        if callable(init):
+            return self._validate_centres(init(X, self.n_clusters, random_state=random_state), X)
+        return self._validate_centres(init, X)
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute the clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; float32 is kept as float32.
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; integer weights give the same centres as
+            repeating rows.
+
+        Returns
+        -------
+        self : KMeans
+            The fitted estimator.
+        """
+        metric = self._get_metric()
+        X = self._check_data(X, reset=True)
+        sample_weight = self._check_weights(sample_weight, X)
+        self._check_params_vs_input(X, sample_weight)
+        if not (isinstance(self.init, str) or callable(self.init)):
+            self._validate_centres(self.init, X)
+        random_state = check_random_state(self.random_state)
+        self._metric = metric
+        if self.batch_size is not None:
+            self._fit_minibatch(X, sample_weight, metric, random_state)
+        elif metric.name in _MEAN_METRICS:
+            self._fit_lloyd(X, sample_weight, random_state)
+        else:
+            self._fit_generic(X, sample_weight, metric, random_state)
+        self._n_features_out = self.n_clusters
+        self._warn_if_duplicates()
+        return self
+
+    def _keep_best(self, runs):
+        """The run with the least inertia (scikit-learn's rule: a permuted equal partition does not win)."""
+        best = None
+        for labels, inertia, centres, n_iter in runs:
+            if best is None or (
+                inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
+            ):
+                best = (labels, inertia, centres, n_iter)
+        self.labels_, self.inertia_, self.cluster_centers_, self.n_iter_ = best
+        self.inertia_ = float(self.inertia_)
+
+    def _fit_lloyd(self, X, sample_weight, random_state):
+        # Exactly scikit-learn's preprocessing: centre the data for accuracy.
+        X_mean = X.mean(axis=0)
+        Xc = X - X_mean
+        x_squared_norms = np.einsum("ij,ij->i", Xc, Xc)
+        n_threads = _openmp_effective_n_threads()
+        init_array = None
+        if not (isinstance(self.init, str) or callable(self.init)):
+            init_array = self._validate_centres(self.init, X) - X_mean
+
+        def runs():
+            for _ in range(self._n_init):
+                if init_array is not None:
+                    centres = init_array.copy()
+                else:
+                    centres = self._init_centres(Xc, sample_weight, self._metric, random_state, x_squared_norms)
+                if self.verbose:
+                    print("Initialization complete")
+                yield _kmeans_single_lloyd(
+                    Xc, sample_weight, centres, max_iter=self.max_iter,
+                    verbose=self.verbose, tol=self._tol, n_threads=n_threads,
+                )
+
+        self._keep_best(runs())
+        self.cluster_centers_ = (self.cluster_centers_ + X_mean).astype(X.dtype, copy=False)
+        self.labels_ = self.labels_.astype(np.int32, copy=False)
+
+    def _work_space(self, X, metric):
+        """Data and metrics the generic loop runs in: unit rows for cosine."""
+        if metric.name == "cosine":
+            return Cosine.normalize(X), _UnitCosine()
+        return X, metric.cost()
+
+    def _fit_generic(self, X, sample_weight, metric, random_state):
+        Xw, cost = self._work_space(X, metric)
+
+        def runs():
+            for _ in range(self._n_init):
+                centres = self._init_centres(X, sample_weight, metric, random_state)
+                if metric.name == "cosine":
+                    centres = Cosine.normalize(centres)
+                if self.verbose:
+                    print("Initialization complete")
+                if metric.name == "cosine":
+                    yield _kmeans_single_spherical(
+                        Xw, sample_weight, centres, max_iter=self.max_iter,
+                        tol=self._tol, verbose=self.verbose,
+                    )
+                    continue
+                yield _kmeans_single_generic(
+                    Xw, sample_weight, centres, metric, max_iter=self.max_iter,
+                    tol=self._tol, verbose=self.verbose, cost=cost,
+                )
+
+        self._keep_best(runs())
+        self.labels_ = self.labels_.astype(np.int32, copy=False)
+        self.cluster_centers_ = self.cluster_centers_.astype(X.dtype, copy=False)
+
+    def _warn_if_duplicates(self):
+        distinct = len(np.unique(self.labels_))
+        if distinct < self.n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than "
+                f"n_clusters ({self.n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    # ----------------------------------------------------------- mini-batch
+    def _fit_minibatch(self, X, sample_weight, metric, random_state):
+        n = len(X)
+        batch = min(self.batch_size, n)
+        best = None
+        for _ in range(self._n_init):
+            self._init_stream(X, sample_weight, metric, random_state)
+            for epoch in range(self.max_iter):
+                before = self.cluster_centers_.copy()
+                order = random_state.permutation(n)
+                for start in range(0, n, batch):
+                    idx = order[start : start + batch]
+                    self._stream_step(X[idx], sample_weight[idx])
+                shift = float(((self.cluster_centers_ - before) ** 2).sum())
+                if self.verbose:
+                    print(f"Epoch {epoch}: center shift {shift}.")
+                if shift <= self._tol:
+                    break
+            labels, inertia = self._assign(X, sample_weight)
+            run = (labels, inertia, self.cluster_centers_.copy(), epoch + 1, self._stream_state())
+            if best is None or run[1] < best[1]:
+                best = run
+        self.labels_, self.inertia_, self.cluster_centers_, self.n_iter_, state = best
+        self.labels_ = self.labels_.astype(np.int32, copy=False)
+        self._set_stream_state(state)
+
+    def _stream_state(self):
+        return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in self._stream.items()} | {
+            "n_steps": self.n_steps_
+        }
+
+    def _set_stream_state(self, state):
+        self.n_steps_ = state.pop("n_steps")
+        self._stream = state
+
+    def _init_stream(self, X, sample_weight, metric, random_state):
+        """Initial centres from ``X`` and empty sufficient statistics."""
+        centres = self._init_centres(X, sample_weight, metric, random_state).astype(X.dtype)
+        if metric.name == "cosine":
+            centres = Cosine.normalize(centres)
+        k, d = centres.shape
+        self.cluster_centers_ = centres
+        self.n_steps_ = 0
+        self._stream = {"weights": np.zeros(k)}
+        if metric.centre_rule in ("mean", "normalized_mean"):
+            self._stream["sums"] = np.zeros((k, d))
+        elif metric.centre_rule == "mode":
+            self._stream["values"] = np.empty(0, dtype=X.dtype)
+            self._stream["counts"] = np.zeros((k, d, 0))
+
+    def _stream_step(self, X, w):
+        """One mini-batch update of the centres from the batch ``X`` (weights ``w``)."""
+        metric = self._metric
+        k = self.n_clusters
+        labels, _ = self._assign(X)
+        weights = self._stream["weights"]
+        batch_weights = np.bincount(labels, weights=w, minlength=k)
+        rule = metric.centre_rule
+        centres = self.cluster_centers_
+        hit = batch_weights > 0
+        if rule in ("mean", "normalized_mean"):
+            Xs = Cosine.normalize(X) if rule == "normalized_mean" else X
+            sums = self._stream["sums"]
+            sums += cluster_sums(Xs, labels, w, k)[0]
+            new = sums[hit] / (weights[hit] + batch_weights[hit])[:, None]
+            centres[hit] = Cosine.normalize(new) if rule == "normalized_mean" else new
+        elif rule == "mode":
+            self._stream_modes(X, labels, w)
+        elif rule == "median":
+            batch = _RULES["median"](X, labels, w, k, metric, None)
+            frac = (batch_weights[hit] / (weights[hit] + batch_weights[hit]))[:, None]
+            centres[hit] += frac * (batch[hit] - centres[hit])
+        else:  # medoid: the candidate (old medoid or a batch member) of least cost
+            cost = metric.cost()
+            for j in np.flatnonzero(hit):
+                members = X[labels == j]
+                mw = w[labels == j]
+                cand = np.vstack([centres[j : j + 1], members])
+                cand_w = np.concatenate([[weights[j]], mw])
+                centres[j] = cand[medoid_index(cand, cand_w, cost)]
+        weights += batch_weights
+        self.n_steps_ += 1
+        return labels
+
+    def _stream_modes(self, X, labels, w):
+        """Exact streamed modes: weighted value counts per (cluster, feature)."""
+        values, counts = self._stream["values"], self._stream["counts"]
+        new_values = np.union1d(values, np.unique(X))
+        if len(new_values) > _MAX_STREAMED_MODES:
+            raise ValueError(
+                f"Mini-batch k-means with metric='hamming' streams exact modes of "
+                f"categorical features, at most {_MAX_STREAMED_MODES} distinct values; "
+                f"the data so far has {len(new_values)}. Use full-batch fit."
+            )
+        if len(new_values) > len(values):
+            grown = np.zeros(counts.shape[:2] + (len(new_values),))
+            grown[:, :, np.searchsorted(new_values, values)] = counts
+            values, counts = new_values, grown
+        k, d, nv = counts.shape
+        codes = np.searchsorted(values, X)
+        flat = ((labels[:, None] * d + np.arange(d)) * nv + codes).ravel()
+        counts += np.bincount(flat, weights=np.repeat(w, d), minlength=k * d * nv).reshape(k, d, nv)
+        seen = counts.sum(axis=2)[:, 0] > 0
+        self.cluster_centers_[seen] = values[counts[seen].argmax(axis=2)]
+        self._stream["values"], self._stream["counts"] = values, counts
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the centres with one mini-batch (streaming k-means).
+
+        The first call initialises the centres from this batch (which needs at
+        least ``n_clusters`` rows). Centres are then exact running rules over
+        all points assigned so far for the mean, normalised-mean (cosine) and
+        mode (hamming) rules; median centres move towards the batch median by
+        the batch's share of the cluster's weight, and a medoid is replaced
+        by whichever of itself or the batch's members costs least (the old
+        medoid weighted by the cluster's past weight): approximations, since
+        neither rule has a finite summary of past points.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : KMeans
+            ``labels_`` and ``inertia_`` describe this batch.
+        """
+        first = not hasattr(self, "cluster_centers_") or not hasattr(self, "_stream")
+        X = self._check_data(X, reset=first)
+        sample_weight = self._check_weights(sample_weight, X)
+        if first:
+            metric = self._get_metric()
+            self._check_params_vs_input(X, sample_weight)
+            self._random_state = check_random_state(self.random_state)
+            self._metric = metric
+            self._init_stream(X, sample_weight, metric, self._random_state)
+            self._n_features_out = self.n_clusters
+            self.n_iter_ = 0
+        elif X.dtype != self.cluster_centers_.dtype:
+            X = X.astype(self.cluster_centers_.dtype)
+        self._stream_step(X, sample_weight)
+        self.n_iter_ += 1
+        labels, self.inertia_ = self._assign(X, sample_weight)
+        self.labels_ = labels.astype(np.int32, copy=False)
+        return self
+
+    # ------------------------------------------------------------- inference
+    def _assign(self, X, sample_weight=None):
+        """Nearest centre of each row (fitted dtype) and the weighted sum of the costs."""
+        metric = self._metric
+        w = np.ones(len(X), dtype=X.dtype) if sample_weight is None else sample_weight
+        if metric.name in _MEAN_METRICS:  # scikit-learn's own labelling, for parity
+            labels, inertia = _labels_inertia_threadpool_limit(
+                X, w.astype(X.dtype, copy=False), self.cluster_centers_, _openmp_effective_n_threads()
+            )
+            return labels, float(inertia)
+        Xw, cost = self._work_space(X, metric)
+        labels, mins = _argmin_min(Xw, self.cluster_centers_, cost)
+        return labels, float(mins @ w)
+
+    def _check_inference_data(self, X):
+        check_is_fitted(self)
+        X = self._check_data(X, reset=False)
+        return X.astype(self.cluster_centers_.dtype, copy=False)
+
+    def predict(self, X):
+        """Index of the nearest centre (in the k-means cost of the metric) for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._check_inference_data(X)
+        return self._assign(X)[0].astype(np.int32, copy=False)
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit and return ``labels_`` (equal to ``fit(X).predict(X)``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X):
+        """Distances from each sample to each centre, in the chosen metric.
+
+        Euclidean gives distances (not squared), as scikit-learn's ``KMeans``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_clusters)
+        """
+        X = self._check_inference_data(X)
+        D = np.empty((len(X), self.n_clusters), dtype=X.dtype)
+        for start, block in _iter_blocks(X, self.cluster_centers_, self._metric):
+            D[start : start + len(block)] = block
+        return D
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances to the centres.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_clusters)
+        """
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the inertia of ``X`` on the fitted centres (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        X = self._check_inference_data(X)
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        return -self._assign(X, sample_weight)[1]

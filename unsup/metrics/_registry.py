@@ -1,0 +1,345 @@
+"""The distance registry: one :class:`Metric` object per named distance.
+
+Design constraints
+------------------
+- A metric computes blocks of its distance matrix (``_block``); everything
+  else (full matrices, chunked generators, nearest-centre search) is built once
+  on top of blocks, so memory stays bounded by ``working_memory`` whatever the
+  metric.
+- float32 stays float32 on the way out; float32 inputs are accumulated in
+  float64 where cancellation would otherwise cost accuracy (euclidean).
+- Every named metric equals ``scipy.spatial.distance.cdist`` (up to float
+  round-off), except that a zero vector is at cosine distance 1 from any vector
+  (scikit-learn's convention) where scipy returns NaN.
+- Each metric declares its *centre rule*: the point that minimises the sum of
+  its k-means cost over a cluster (mean, median, normalised mean, mode,
+  medoid), and the cost itself (squared euclidean for ``euclidean``, so that
+  the mean is the minimiser; the distance itself for the others).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from typing import Callable
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+__all__ = ["Metric", "get_metric", "METRIC_NAMES"]
+
+CENTRE_RULES = ("mean", "median", "normalized_mean", "mode", "medoid")
+
+
+def as_tensor(a):
+    """A torch view of a numpy array, read-only arrays included (torch only reads it here)."""
+    import torch
+
+    a = np.ascontiguousarray(a)
+    if a.flags.writeable:
+        return torch.from_numpy(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "The given NumPy array is not writable"
+        return torch.from_numpy(a)
+
+
+def _as_float(X, Y):
+    """Return the common float dtype of ``X`` and ``Y`` (float32 only if both are)."""
+    if X.dtype == np.float32 and Y.dtype == np.float32:
+        return np.float32
+    return np.float64
+
+
+class Metric:
+    """A distance with its k-means centre rule.
+
+    Instances come from :func:`get_metric`; users rarely build one directly.
+
+    Attributes
+    ----------
+    name : str
+        Canonical name (aliases resolve to it), or ``"callable"``.
+    centre_rule : {"mean", "median", "normalized_mean", "mode", "medoid"}
+        The centre that minimises the within-cluster cost for this metric.
+    params : dict
+        Extra parameters (``p`` for minkowski).
+    """
+
+    name = "metric"
+    centre_rule = "medoid"
+    #: Name of the metric whose values k-means sums (the inertia), if it
+    #: differs from this metric: squared euclidean for euclidean.
+    cost_name: str | None = None
+
+    def __init__(self, **params):
+        if params:
+            raise TypeError(
+                f"Metric {self.name!r} takes no parameters, got {sorted(params)}."
+            )
+        self.params: dict = {}
+
+    def __repr__(self):
+        args = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"get_metric({self.name!r}{args})"
+
+    def __eq__(self, other):
+        return (
+            type(self) is type(other)
+            and self.params == other.params
+            and getattr(self, "func", None) is getattr(other, "func", None)
+        )
+
+    def __hash__(self):
+        return hash((type(self), tuple(sorted(self.params.items()))))
+
+    # ----------------------------------------------------------------- kernels
+    def _block(self, X, Y):
+        """Distances between the rows of ``X`` and ``Y``, prior validation assumed.
+
+        Returns an array of shape ``(len(X), len(Y))`` and dtype ``_as_float(X, Y)``.
+        """
+        raise NotImplementedError
+
+    def _row_bytes(self, n_cols, n_features):
+        """Bytes of working memory one row of a block needs (output and temporaries)."""
+        return 8 * (2 * n_cols + n_features)
+
+    def _argmin_block(self, X, Y):
+        """Index of the nearest row of ``Y`` and the distance to it, for each row of ``X``."""
+        D = self._block(X, Y)
+        idx = np.argmin(D, axis=1)
+        return idx, D[np.arange(len(D)), idx]
+
+    def cost(self):
+        """The metric whose values k-means minimises (the inertia's summand)."""
+        return get_metric(self.cost_name) if self.cost_name else self
+
+    def distance_from_cost(self, C):
+        """Turn values of :meth:`cost` into values of this metric, in place."""
+        return C
+
+    def __call__(self, a, b):
+        """Distance between two vectors (slow; for use as a callable)."""
+        a = np.asarray(a, dtype=np.float64).reshape(1, -1)
+        b = np.asarray(b, dtype=np.float64).reshape(1, -1)
+        return float(self._block(a, b)[0, 0])
+
+
+class SqEuclidean(Metric):
+    name = "sqeuclidean"
+    centre_rule = "mean"
+
+    def _block(self, X, Y):
+        dtype = _as_float(X, Y)
+        # ||x||^2 - 2 x.y + ||y||^2 in float64 (scikit-learn upcasts float32 the same way).
+        X64 = X.astype(np.float64, copy=False)
+        Y64 = Y.astype(np.float64, copy=False)
+        xx = np.einsum("ij,ij->i", X64, X64)
+        yy = np.einsum("ij,ij->i", Y64, Y64)
+        D = _matmul_t(X64, Y64)
+        D *= -2.0
+        D += xx[:, None]
+        D += yy[None, :]
+        # Where the result is tiny relative to the norms, cancellation has eaten
+        # its digits: recompute those entries directly (near-duplicate points).
+        suspect = D <= 1e-6 * (xx[:, None] + yy[None, :])
+        if suspect.any():
+            i, j = np.nonzero(suspect)
+            diff = X64[i] - Y64[j]
+            D[i, j] = np.einsum("ij,ij->i", diff, diff)
+        np.maximum(D, 0.0, out=D)
+        return D.astype(dtype, copy=False)
+
+    def _row_bytes(self, n_cols, n_features):
+        return 8 * (3 * n_cols + 2 * n_features)
+
+
+class Euclidean(SqEuclidean):
+    name = "euclidean"
+    cost_name = "sqeuclidean"
+
+    def _block(self, X, Y):
+        D = super()._block(X, Y)
+        return np.sqrt(D, out=D)
+
+    def distance_from_cost(self, C):
+        return np.sqrt(C, out=C)
+
+
+class _TorchCdist(Metric):
+    """p-norm distances through ``torch.cdist``: multithreaded, native float32.
+
+    ``torch.cdist`` computes p != 2 norms directly (no matrix-product trick),
+    and its float64 results equal scipy's ``cdist`` bit for bit.
+    """
+
+    p = 1.0
+
+    def _block(self, X, Y):
+        import torch
+
+        dtype = _as_float(X, Y)
+        return torch.cdist(as_tensor(X.astype(dtype, copy=False)), as_tensor(Y.astype(dtype, copy=False)), p=self.p).numpy()
+
+
+class Manhattan(_TorchCdist):
+    name = "manhattan"
+    centre_rule = "median"
+    p = 1.0
+
+
+class Chebyshev(_TorchCdist):
+    name = "chebyshev"
+    p = math.inf
+
+
+class Minkowski(_TorchCdist):
+    name = "minkowski"
+
+    def __init__(self, p=2, **params):
+        if params:
+            raise TypeError(
+                f"Metric 'minkowski' takes only the parameter 'p', got {sorted(params)}."
+            )
+        if (
+            not isinstance(p, numbers.Real)
+            or isinstance(p, bool)
+            or not (p > 0)
+            or math.isnan(p)
+        ):
+            raise ValueError(f"The 'p' parameter of minkowski must be > 0. Got p={p!r}.")
+        self.p = float(p)
+        self.params = {"p": p}
+
+
+def _matmul_t(A, B):
+    """``A @ B.T`` through torch (several times faster than numpy's BLAS on tall-skinny shapes)."""
+    return (as_tensor(A) @ as_tensor(B).T).numpy()
+
+
+class Cosine(Metric):
+    name = "cosine"
+    centre_rule = "normalized_mean"
+
+    @staticmethod
+    def normalize(X):
+        """Rows scaled to unit length; zero rows stay zero (distance 1 to anything)."""
+        norms = np.sqrt(np.einsum("ij,ij->i", X, X))
+        norms[norms == 0] = 1.0
+        return X / norms[:, None]
+
+    def _block(self, X, Y):
+        dtype = _as_float(X, Y)
+        D = _matmul_t(self.normalize(X.astype(dtype, copy=False)), self.normalize(Y.astype(dtype, copy=False)))
+        np.subtract(1.0, D, out=D)
+        return np.clip(D, 0.0, 2.0, out=D)
+
+
+class Hamming(Metric):
+    name = "hamming"
+    centre_rule = "mode"
+
+    def _block(self, X, Y):
+        dtype = _as_float(X, Y)
+        if len(Y) <= 64:  # few centres: one comparison pass per centre
+            D = np.empty((len(X), len(Y)), dtype=dtype)
+            for j, y in enumerate(Y):
+                D[:, j] = np.count_nonzero(X != y, axis=1) / X.shape[1]
+            return D
+        return cdist(X, Y, "hamming").astype(dtype, copy=False)
+
+
+class CallableMetric(Metric):
+    """A user function ``f(a, b) -> float`` (slow path: one call per pair)."""
+
+    name = "callable"
+    centre_rule = "medoid"
+
+    def __init__(self, func: Callable, **params):
+        self.func = func
+        self.params = dict(params)
+
+    def __repr__(self):
+        return f"get_metric({getattr(self.func, '__name__', self.func)!r})"
+
+    def _block(self, X, Y):
+        D = np.empty((len(X), len(Y)), dtype=_as_float(X, Y))
+        for i, x in enumerate(X):
+            for j, y in enumerate(Y):
+                D[i, j] = self.func(x, y, **self.params)
+        return D
+
+    def __call__(self, a, b):
+        return float(self.func(np.asarray(a), np.asarray(b), **self.params))
+
+
+_METRICS: dict[str, type[Metric]] = {
+    "euclidean": Euclidean,
+    "l2": Euclidean,
+    "sqeuclidean": SqEuclidean,
+    "manhattan": Manhattan,
+    "cityblock": Manhattan,
+    "l1": Manhattan,
+    "cosine": Cosine,
+    "chebyshev": Chebyshev,
+    "minkowski": Minkowski,
+    "hamming": Hamming,
+}
+
+#: Every name :func:`get_metric` accepts (aliases included), plus "precomputed"
+#: which :func:`unsup.metrics.pairwise_distances` accepts.
+METRIC_NAMES = tuple(sorted(_METRICS))
+
+
+def get_metric(metric="euclidean", **params) -> Metric:
+    """Look a metric up by name, or wrap a callable.
+
+    Parameters
+    ----------
+    metric : str, callable or Metric, default="euclidean"
+        A name from :data:`METRIC_NAMES` (``"euclidean"``, ``"sqeuclidean"``,
+        ``"manhattan"`` with aliases ``"cityblock"`` and ``"l1"``,
+        ``"cosine"``, ``"chebyshev"``, ``"minkowski"``, ``"hamming"``), a
+        function ``f(a, b) -> float`` of two 1-d arrays, or a :class:`Metric`.
+    **params
+        Parameters of the metric, e.g. ``p=3`` for minkowski; for a callable,
+        extra keyword arguments passed to it.
+
+    Returns
+    -------
+    metric : Metric
+
+    Raises
+    ------
+    ValueError
+        If the name is unknown; the message lists the valid names.
+
+    Examples
+    --------
+    >>> from unsup.metrics import get_metric
+    >>> m = get_metric("cityblock")
+    >>> m.name, m.centre_rule
+    ('manhattan', 'median')
+    >>> get_metric("minkowski", p=3).params
+    {'p': 3}
+    """
+    if isinstance(metric, Metric):
+        if params:
+            raise TypeError("Parameters cannot be given with a Metric instance.")
+        return metric
+    if isinstance(metric, str):
+        try:
+            cls = _METRICS[metric]
+        except KeyError:
+            raise ValueError(
+                f"Unknown metric {metric!r}. Valid metrics are {list(METRIC_NAMES)}, "
+                "or a callable f(a, b) -> float."
+            ) from None
+        return cls(**params)
+    if callable(metric):
+        return CallableMetric(metric, **params)
+    raise ValueError(
+        f"metric must be a string from {list(METRIC_NAMES)} or a callable, "
+        f"got {metric!r} of type {type(metric).__name__}."
+    )
