@@ -43,6 +43,7 @@ from unsup._sklearn_private import (
 )
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
+from unsup.utils.validation import upcast_if_overflow
 from unsup.metrics._registry import METRIC_NAMES, Cosine, Metric, _matmul_t, as_tensor, get_metric
 
 __all__ = ["KMeans"]
@@ -433,7 +434,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             The fitted estimator.
         """
         metric = self._get_metric()
-        X = self._check_data(X, reset=True)
+        X_in = self._check_data(X, reset=True)
+        X = upcast_if_overflow(X_in)  # float64 where float32 squares would overflow
         sample_weight = self._check_weights(sample_weight, X)
         self._check_params_vs_input(X, sample_weight)
         if not (isinstance(self.init, str) or callable(self.init)):
@@ -446,6 +448,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             self._fit_lloyd(X, sample_weight, random_state)
         else:
             self._fit_generic(X, sample_weight, metric, random_state)
+        self.cluster_centers_ = self.cluster_centers_.astype(X_in.dtype, copy=False)
         self._n_features_out = self.n_clusters
         self._warn_if_duplicates()
         return self
@@ -682,14 +685,16 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _assign(self, X, sample_weight=None):
         """Nearest centre of each row (fitted dtype) and the weighted sum of the costs."""
         metric = self._metric
+        X = upcast_if_overflow(X)
+        centres = self.cluster_centers_.astype(X.dtype, copy=False)
         w = np.ones(len(X), dtype=X.dtype) if sample_weight is None else sample_weight
         if metric.name in _MEAN_METRICS:  # scikit-learn's own labelling, for parity
             labels, inertia = _labels_inertia_threadpool_limit(
-                X, w.astype(X.dtype, copy=False), self.cluster_centers_, _openmp_effective_n_threads()
+                X, w.astype(X.dtype, copy=False), centres, _openmp_effective_n_threads()
             )
             return labels, float(inertia)
         Xw, cost = self._work_space(X, metric)
-        labels, mins = _argmin_min(Xw, self.cluster_centers_, cost)
+        labels, mins = _argmin_min(Xw, centres, cost)
         return labels, float(mins @ w)
 
     def _check_inference_data(self, X):
@@ -741,7 +746,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """
         X = self._check_inference_data(X)
         D = np.empty((len(X), self.n_clusters), dtype=X.dtype)
-        for start, block in _iter_blocks(X, self.cluster_centers_, self._metric):
+        Xc = upcast_if_overflow(X)  # distances computed in float64 if float32 would overflow
+        centres = self.cluster_centers_.astype(Xc.dtype, copy=False)
+        for start, block in _iter_blocks(Xc, centres, self._metric):
             D[start : start + len(block)] = block
         return D
 

@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 from sklearn import get_config
 from sklearn.metrics.pairwise import check_pairwise_arrays
+from sklearn.utils.validation import check_non_negative
 
 from unsup.metrics._registry import Metric, get_metric
 
@@ -125,6 +126,7 @@ def pairwise_distances(X, Y=None, metric="euclidean", *, working_memory=None, **
     """
     if isinstance(metric, str) and metric == "precomputed":
         X, _ = check_pairwise_arrays(X, Y, precomputed=True, accept_sparse=False)
+        check_non_negative(X, whom="pairwise_distances")
         return X
     metric = get_metric(metric, **params)
     X, Y = _check_xy(X, Y)

@@ -1,5 +1,6 @@
-"""Utilities shared by the estimators: discovery of public estimators."""
+"""Utilities shared by the estimators: discovery of public estimators, input helpers."""
 
 from unsup.utils.discovery import all_estimators
+from unsup.utils.validation import upcast_if_overflow
 
-__all__ = ["all_estimators"]
+__all__ = ["all_estimators", "upcast_if_overflow"]
