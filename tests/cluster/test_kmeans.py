@@ -270,6 +270,29 @@ def test_minibatch_fit_close_to_full_batch(metric):
     assert mini.n_steps_ == steps + 1
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan", "cosine", "hamming", "chebyshev"])
+def test_partial_fit_continues_from_a_full_batch_fit(metric):
+    X = data_for(metric)
+    km = KMeans(4, metric=metric, random_state=0).fit(X)
+    before = km.cluster_centers_.copy()
+    km.partial_fit(X[:30])  # 30 points against clusters of ~75: centres barely move
+    moved = np.abs(km.cluster_centers_ - before).max()
+    spread = np.abs(X - X.mean(axis=0)).max()
+    assert moved < 0.5 * spread
+    assert km.n_steps_ == 1
+    if metric == "euclidean":  # exactly the running mean, each centre weighing its cluster's size
+        sizes = np.bincount(KMeans(4, random_state=0).fit(X).labels_, minlength=4)
+        labels = KMeans(4, random_state=0).fit(X).predict(X[:30])
+        for j in range(4):
+            batch = X[:30][labels == j]
+            expected = (sizes[j] * before[j] + batch.sum(axis=0)) / (sizes[j] + len(batch))
+            np.testing.assert_allclose(km.cluster_centers_[j], expected, rtol=1e-12)
+    # A refit forgets the stream: partial_fit then starts from the new fit.
+    km.fit(X)
+    assert not hasattr(km, "n_steps_")
+    np.testing.assert_allclose(km.cluster_centers_, before)
+
+
 def test_partial_fit_checks_features_and_batch_size():
     km = KMeans(4).partial_fit(X_BLOBS[:10])
     with pytest.raises(ValueError, match="features"):

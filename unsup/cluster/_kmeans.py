@@ -27,8 +27,8 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Cluster
 from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
-from threadpoolctl import threadpool_limits
 from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
 
 from unsup._sklearn_private import (
     Interval,
@@ -43,8 +43,8 @@ from unsup._sklearn_private import (
 )
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
-from unsup.utils.validation import upcast_if_overflow
 from unsup.metrics._registry import METRIC_NAMES, Cosine, Metric, _matmul_t, as_tensor, get_metric
+from unsup.utils.validation import upcast_if_overflow
 
 __all__ = ["KMeans"]
 
@@ -442,6 +442,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             self._validate_centres(self.init, X)
         random_state = check_random_state(self.random_state)
         self._metric = metric
+        for stale in ("_stream", "n_steps_"):  # a refit forgets earlier streaming
+            self.__dict__.pop(stale, None)
         if self.batch_size is not None:
             self._fit_minibatch(X, sample_weight, metric, random_state)
         elif metric.name in _MEAN_METRICS:
@@ -572,15 +574,32 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         centres = self._init_centres(X, sample_weight, metric, random_state).astype(X.dtype)
         if metric.name == "cosine":
             centres = Cosine.normalize(centres)
-        k, d = centres.shape
         self.cluster_centers_ = centres
         self.n_steps_ = 0
-        self._stream = {"weights": np.zeros(k)}
-        if metric.centre_rule in ("mean", "normalized_mean"):
-            self._stream["sums"] = np.zeros((k, d))
-        elif metric.centre_rule == "mode":
-            self._stream["values"] = np.empty(0, dtype=X.dtype)
-            self._stream["counts"] = np.zeros((k, d, 0))
+        self._stream = self._stream_statistics(np.zeros(len(centres)))
+
+    def _stream_statistics(self, weights):
+        """Sufficient statistics of centres that stand for ``weights`` points each.
+
+        Zero weights: nothing seen yet. After a full-batch fit, each centre
+        stands for the weight of its cluster, so that streaming continues from
+        the fit instead of starting over (the modes count the centre's own
+        value that many times).
+        """
+        centres = self.cluster_centers_
+        stream = {"weights": weights.astype(np.float64)}
+        rule = self._metric.centre_rule
+        if rule in ("mean", "normalized_mean"):
+            stream["sums"] = centres * stream["weights"][:, None]
+        elif rule == "mode":
+            values = np.unique(centres) if weights.any() else np.empty(0, dtype=centres.dtype)
+            counts = np.zeros(centres.shape + (len(values),))
+            if len(values):
+                codes = np.searchsorted(values, centres)
+                k, d = centres.shape
+                counts[np.arange(k)[:, None], np.arange(d), codes] = stream["weights"][:, None]
+            stream["values"], stream["counts"] = values, counts
+        return stream
 
     def _stream_step(self, X, w):
         """One mini-batch update of the centres from the batch ``X`` (weights ``w``)."""
@@ -643,7 +662,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """Update the centres with one mini-batch (streaming k-means).
 
         The first call initialises the centres from this batch (which needs at
-        least ``n_clusters`` rows). Centres are then exact running rules over
+        least ``n_clusters`` rows); after a full-batch :meth:`fit`, streaming
+        continues from the fitted centres, each standing for its cluster's
+        size. Centres are then exact running rules over
         all points assigned so far for the mean, normalised-mean (cosine) and
         mode (hamming) rules; median centres move towards the batch median by
         the batch's share of the cluster's weight, and a medoid is replaced
@@ -662,9 +683,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self : KMeans
             ``labels_`` and ``inertia_`` describe this batch.
         """
-        first = not hasattr(self, "cluster_centers_") or not hasattr(self, "_stream")
+        first = not hasattr(self, "cluster_centers_")
         X = self._check_data(X, reset=first)
         sample_weight = self._check_weights(sample_weight, X)
+        if not first and not hasattr(self, "_stream"):  # continue from a full-batch fit
+            self._stream = self._stream_statistics(np.bincount(self.labels_, minlength=self.n_clusters))
+            self.n_steps_ = 0
         if first:
             metric = self._get_metric()
             self._check_params_vs_input(X, sample_weight)
