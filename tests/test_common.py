@@ -17,6 +17,9 @@ EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
         "check_sample_weight_equivalence_on_dense_data": (
             "random seeding draws differently from repeated rows than from weights"
         ),
+        "check_sample_weight_equivalence_on_sparse_data": (
+            "random seeding draws differently from repeated rows than from weights"
+        ),
     },
     "KMeans:metric=hamming": {
         "check_clustering": (

@@ -7,7 +7,7 @@ them, this module is the only one to change.
 """
 
 from sklearn.base import _fit_context
-from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense
+from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense, lloyd_iter_chunked_sparse
 from sklearn.cluster._kmeans import (
     _is_same_clustering,
     _kmeans_single_lloyd,
@@ -27,4 +27,5 @@ __all__ = [
     "_labels_inertia_threadpool_limit",
     "_openmp_effective_n_threads",
     "lloyd_iter_chunked_dense",
+    "lloyd_iter_chunked_sparse",
 ]

@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SKKMeans
 from sklearn.cluster import MiniBatchKMeans
@@ -334,3 +335,50 @@ def test_digits_ari_per_metric():
     ]:
         km = KMeans(10, metric=metric, n_init=3, random_state=0).fit(data)
         assert adjusted_rand_score(DIGITS_Y, km.labels_) > floor, metric
+
+
+# -------------------------------------------------------------------- sparse
+def sparse_data():
+    # Two groups of "documents", each using mostly its own half of the "words".
+    r = np.random.default_rng(0)
+    own = np.zeros((200, 30), dtype=bool)
+    own[:100, :15] = own[100:, 15:] = True
+    present = r.random((200, 30)) < np.where(own, 0.4, 0.03)
+    dense = r.random((200, 30)) * present
+    return sp.csr_matrix(dense), dense
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_euclidean_equals_sklearn(dtype):
+    Xs, dense = sparse_data()
+    Xs = Xs.astype(dtype)
+    init = dense[:4].astype(dtype)
+    ours = KMeans(4, init=init).fit(Xs)
+    ref = SKKMeans(4, init=init, n_init=1).fit(Xs)
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+    np.testing.assert_allclose(ours.transform(Xs), ref.transform(Xs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ours.predict(Xs), ref.predict(Xs))
+    seeded = KMeans(4, n_init=2, random_state=3).fit(Xs)
+    np.testing.assert_array_equal(seeded.labels_, SKKMeans(4, n_init=2, random_state=3).fit(Xs).labels_)
+
+
+def test_sparse_cosine_equals_dense_cosine():
+    Xs, dense = sparse_data()
+    a = KMeans(2, metric="cosine", init=dense[[0, 150]]).fit(Xs)
+    b = KMeans(2, metric="cosine", init=dense[[0, 150]]).fit(dense)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-10)
+    assert a.inertia_ == pytest.approx(b.inertia_, rel=1e-10)
+    np.testing.assert_allclose(a.transform(Xs), b.transform(dense), atol=1e-12)
+    groups = np.repeat([0, 1], 100)
+    assert adjusted_rand_score(groups, KMeans(2, metric="cosine", random_state=0).fit(Xs).labels_) > 0.9
+    mini = KMeans(2, metric="cosine", batch_size=50, random_state=0).fit(Xs)
+    assert adjusted_rand_score(groups, mini.labels_) > 0.9
+
+
+@pytest.mark.parametrize("metric", ["manhattan", "hamming", "chebyshev"])
+def test_sparse_refused_where_the_rule_needs_dense(metric):
+    Xs, _ = sparse_data()
+    with pytest.raises(TypeError, match="Sparse data was passed for X, but dense data is required"):
+        KMeans(2, metric=metric).fit(Xs)

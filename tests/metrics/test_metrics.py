@@ -239,3 +239,16 @@ def test_presorted_median_equals_per_cluster_median(seed):
         np.testing.assert_array_equal(
             _PresortedMedian(A, w)(lab, 5), _median(A, lab, w, 5, None, None)
         )
+
+
+@pytest.mark.parametrize("name", ["euclidean", "sqeuclidean", "cosine"])
+def test_sparse_rows_where_the_kernel_takes_them(name):
+    import scipy.sparse as sp
+
+    A = np.where(X > 0.5, X, 0.0)
+    expected = pairwise_distances(A, Y, metric=name)
+    np.testing.assert_allclose(pairwise_distances(sp.csr_matrix(A), Y, metric=name), expected, atol=1e-12)
+    idx, d = pairwise_distances_argmin_min(sp.csr_matrix(A), Y, metric=name)
+    np.testing.assert_array_equal(idx, expected.argmin(axis=1))
+    with pytest.raises(TypeError, match="dense data is required"):
+        pairwise_distances(sp.csr_matrix(A), Y, metric="manhattan")

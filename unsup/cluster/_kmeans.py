@@ -23,10 +23,13 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
 from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils.extmath import row_norms
+from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
@@ -40,6 +43,7 @@ from unsup._sklearn_private import (
     _labels_inertia_threadpool_limit,
     _openmp_effective_n_threads,
     lloyd_iter_chunked_dense,
+    lloyd_iter_chunked_sparse,
 )
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
@@ -61,17 +65,30 @@ class _UnitCosine(Cosine):
         return np.clip(D, 0.0, 2.0, out=D)
 
     def _argmin_block(self, X, Y):
-        import torch
+        if sp.issparse(X):
+            S = _matmul_t(X, Y)
+            idx = np.argmax(S, axis=1)
+            best = S[np.arange(S.shape[0]), idx]
+        else:
+            import torch
 
-        best = torch.max(as_tensor(X) @ as_tensor(Y).T, dim=1)
-        mins = best.values.numpy()
-        np.subtract(1.0, mins, out=mins)
-        return best.indices.numpy(), np.clip(mins, 0.0, 2.0, out=mins)
+            top = torch.max(as_tensor(X) @ as_tensor(Y).T, dim=1)
+            idx, best = top.indices.numpy(), top.values.numpy()
+        return idx, np.clip(1.0 - best, 0.0, 2.0)
 
 
 def _tolerance(X, tol):
     """scikit-learn's data-dependent tolerance: ``tol`` times the mean feature variance."""
-    return 0.0 if tol == 0 else float(np.mean(np.var(X, axis=0)) * tol)
+    if tol == 0:
+        return 0.0
+    variances = mean_variance_axis(X, axis=0)[1] if sp.issparse(X) else np.var(X, axis=0)
+    return float(np.mean(variances) * tol)
+
+
+def _rows(X, indices):
+    """The rows of ``X`` at ``indices`` as a dense array (centres are always dense)."""
+    R = X[indices]
+    return R.toarray() if sp.issparse(R) else R.copy()
 
 
 def _kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n_local_trials=None):
@@ -86,7 +103,7 @@ def _kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n
     centres : ndarray of shape (n_clusters, n_features)
     indices : ndarray of shape (n_clusters,)
     """
-    n_samples = len(X)
+    n_samples = X.shape[0]
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
     w = sample_weight
@@ -102,7 +119,7 @@ def _kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n
         potentials = to_candidates @ w
         best = int(np.argmin(potentials))
         potential, closest, indices[c] = potentials[best], to_candidates[best], candidates[best]
-    return X[indices].copy(), indices
+    return _rows(X, indices), indices
 
 
 def _relocate_empty(centres, X, sample_weight, mins):
@@ -166,16 +183,17 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
     centres, n_iter.
     """
     n_threads = _openmp_effective_n_threads()
+    lloyd_iter = lloyd_iter_chunked_sparse if sp.issparse(Xn) else lloyd_iter_chunked_dense
     centres = np.ascontiguousarray(centres, dtype=Xn.dtype)
     new = np.zeros_like(centres)
-    labels = np.full(len(Xn), -1, dtype=np.int32)
+    labels = np.full(Xn.shape[0], -1, dtype=np.int32)
     labels_old = labels.copy()
     in_clusters = np.zeros(len(centres), dtype=Xn.dtype)
     shift = np.zeros(len(centres), dtype=Xn.dtype)
     strict = False
     with threadpool_limits(limits=1, user_api="blas"):  # the step runs BLAS in each OpenMP thread
         for i in range(max_iter):
-            lloyd_iter_chunked_dense(Xn, sample_weight, centres, new, in_clusters, labels, shift, n_threads)
+            lloyd_iter(Xn, sample_weight, centres, new, in_clusters, labels, shift, n_threads)
             new = Cosine.normalize(new)
             total_shift = float(((new - centres) ** 2).sum())
             centres, new = new, centres
@@ -329,6 +347,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        try:
+            tags.input_tags.sparse = self._get_metric().accepts_sparse
+        except (TypeError, ValueError):  # invalid parameters: fit will say so
+            tags.input_tags.sparse = False
         return tags
 
     # ------------------------------------------------------------ validation
@@ -341,9 +363,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             )
         return get_metric(self.metric, **(self.metric_params or {}))
 
-    def _check_data(self, X, *, reset):
+    def _check_data(self, X, *, reset, metric=None):
+        # CSR where the metric's kernels take it (euclidean, sqeuclidean, cosine),
+        # else scikit-learn's "dense data is required" error.
+        metric = self._metric if metric is None else metric
         return validate_data(
-            self, X, dtype=[np.float64, np.float32], order="C", accept_sparse=False, reset=reset
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            order="C",
+            accept_sparse="csr" if metric.accepts_sparse else False,
+            accept_large_sparse=False,
+            reset=reset,
         )
 
     def _check_weights(self, sample_weight, X):
@@ -407,9 +438,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             return _kmeans_plusplus(X, self.n_clusters, metric.cost(), sample_weight, random_state)[0]
         if isinstance(init, str) and init == "random":
             seeds = random_state.choice(
-                len(X), size=self.n_clusters, replace=False, p=sample_weight / sample_weight.sum()
+                X.shape[0], size=self.n_clusters, replace=False, p=sample_weight / sample_weight.sum()
             )
-            return X[seeds].copy()
+            return _rows(X, seeds)
         if callable(init):
             return self._validate_centres(init(X, self.n_clusters, random_state=random_state), X)
         return self._validate_centres(init, X)
@@ -434,7 +465,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             The fitted estimator.
         """
         metric = self._get_metric()
-        X_in = self._check_data(X, reset=True)
+        X_in = self._check_data(X, reset=True, metric=metric)
         X = upcast_if_overflow(X_in)  # float64 where float32 squares would overflow
         sample_weight = self._check_weights(sample_weight, X)
         self._check_params_vs_input(X, sample_weight)
@@ -467,10 +498,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.inertia_ = float(self.inertia_)
 
     def _fit_lloyd(self, X, sample_weight, random_state):
-        # Exactly scikit-learn's preprocessing: centre the data for accuracy.
-        X_mean = X.mean(axis=0)
-        Xc = X - X_mean
-        x_squared_norms = np.einsum("ij,ij->i", Xc, Xc)
+        # Exactly scikit-learn's preprocessing: centre dense data for accuracy
+        # (sparse data is left as it is, to stay sparse).
+        X_mean = np.zeros(X.shape[1], dtype=X.dtype) if sp.issparse(X) else X.mean(axis=0)
+        Xc = X if sp.issparse(X) else X - X_mean
+        x_squared_norms = row_norms(Xc, squared=True)
         n_threads = _openmp_effective_n_threads()
         init_array = None
         if not (isinstance(self.init, str) or callable(self.init)):
@@ -536,7 +568,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # ----------------------------------------------------------- mini-batch
     def _fit_minibatch(self, X, sample_weight, metric, random_state):
-        n = len(X)
+        n = X.shape[0]
         batch = min(self.batch_size, n)
         best = None
         for _ in range(self._n_init):
@@ -684,21 +716,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             ``labels_`` and ``inertia_`` describe this batch.
         """
         first = not hasattr(self, "cluster_centers_")
-        X = self._check_data(X, reset=first)
+        metric = self._get_metric() if first else self._metric
+        X = self._check_data(X, reset=first, metric=metric)
         sample_weight = self._check_weights(sample_weight, X)
-        if not first and not hasattr(self, "_stream"):  # continue from a full-batch fit
-            self._stream = self._stream_statistics(np.bincount(self.labels_, minlength=self.n_clusters))
-            self.n_steps_ = 0
         if first:
-            metric = self._get_metric()
             self._check_params_vs_input(X, sample_weight)
             self._random_state = check_random_state(self.random_state)
             self._metric = metric
             self._init_stream(X, sample_weight, metric, self._random_state)
             self._n_features_out = self.n_clusters
             self.n_iter_ = 0
-        elif X.dtype != self.cluster_centers_.dtype:
-            X = X.astype(self.cluster_centers_.dtype)
+        else:
+            if not hasattr(self, "_stream"):  # continue from a full-batch fit
+                self._stream = self._stream_statistics(np.bincount(self.labels_, minlength=self.n_clusters))
+                self.n_steps_ = 0
+            X = X.astype(self.cluster_centers_.dtype, copy=False)
         self._stream_step(X, sample_weight)
         self.n_iter_ += 1
         labels, self.inertia_ = self._assign(X, sample_weight)
@@ -711,7 +743,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         metric = self._metric
         X = upcast_if_overflow(X)
         centres = self.cluster_centers_.astype(X.dtype, copy=False)
-        w = np.ones(len(X), dtype=X.dtype) if sample_weight is None else sample_weight
+        w = np.ones(X.shape[0], dtype=X.dtype) if sample_weight is None else sample_weight
         if metric.name in _MEAN_METRICS:  # scikit-learn's own labelling, for parity
             labels, inertia = _labels_inertia_threadpool_limit(
                 X, w.astype(X.dtype, copy=False), centres, _openmp_effective_n_threads()
@@ -769,7 +801,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         X_new : ndarray of shape (n_samples, n_clusters)
         """
         X = self._check_inference_data(X)
-        D = np.empty((len(X), self.n_clusters), dtype=X.dtype)
+        D = np.empty((X.shape[0], self.n_clusters), dtype=X.dtype)
         Xc = upcast_if_overflow(X)  # distances computed in float64 if float32 would overflow
         centres = self.cluster_centers_.astype(Xc.dtype, copy=False)
         for start, block in _iter_blocks(Xc, centres, self._metric):

@@ -36,7 +36,9 @@ def _groups(labels, k):
 def cluster_sums(X, labels, w, k):
     """Weighted sums of the rows of each cluster and the clusters' total weights."""
     onehot = sp.csr_matrix((w, (labels, np.arange(len(labels)))), shape=(k, len(labels)))
-    return np.asarray(onehot @ X), np.bincount(labels, weights=w, minlength=k)
+    sums = onehot @ X
+    sums = sums.toarray() if sp.issparse(sums) else np.asarray(sums)
+    return sums, np.bincount(labels, weights=w, minlength=k)
 
 
 def _mean(X, labels, w, k, metric, working_memory):

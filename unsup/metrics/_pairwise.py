@@ -31,10 +31,11 @@ def chunk_n_rows(row_bytes: int, n_rows: int, working_memory: float | None = Non
     return max(1, min(fit, n_rows))
 
 
-def _check_xy(X, Y):
+def _check_xy(X, Y, metric: Metric):
     # float32 if both are float32, float64 otherwise (integers are exact in
-    # float64, so hamming on integer codes loses nothing).
-    return check_pairwise_arrays(X, Y, accept_sparse=False)
+    # float64, so hamming on integer codes loses nothing). CSR where the
+    # metric's kernels take it (euclidean, sqeuclidean, cosine).
+    return check_pairwise_arrays(X, Y, accept_sparse="csr" if metric.accepts_sparse else False)
 
 
 # Blocks of about this many distances stay in cache; working_memory caps them further.
@@ -42,14 +43,14 @@ _CACHE_BLOCK = 2**20
 
 
 def _block_rows(X, Y, metric: Metric, working_memory=None):
-    cap = max(256, _CACHE_BLOCK // max(len(Y), 1))
-    return min(cap, chunk_n_rows(metric._row_bytes(len(Y), X.shape[1]), len(X), working_memory))
+    cap = max(256, _CACHE_BLOCK // max(Y.shape[0], 1))
+    return min(cap, chunk_n_rows(metric._row_bytes(Y.shape[0], X.shape[1]), X.shape[0], working_memory))
 
 
 def _iter_blocks(X, Y, metric: Metric, working_memory=None):
     """Yield ``(start, block)`` with ``block`` the distances of rows ``start:`` of X to Y."""
     n_rows = _block_rows(X, Y, metric, working_memory)
-    for start in range(0, len(X), n_rows):
+    for start in range(0, X.shape[0], n_rows):
         yield start, metric._block(X[start : start + n_rows], Y)
 
 
@@ -85,7 +86,7 @@ def pairwise_distances_chunked(
         Consecutive row blocks of the distance matrix (or their reductions).
     """
     metric = get_metric(metric, **params)
-    X, Y = _check_xy(X, Y)
+    X, Y = _check_xy(X, Y, metric)
     for start, block in _iter_blocks(X, Y, metric, working_memory):
         yield block if reduce_func is None else reduce_func(block, start)
 
@@ -129,8 +130,8 @@ def pairwise_distances(X, Y=None, metric="euclidean", *, working_memory=None, **
         check_non_negative(X, whom="pairwise_distances")
         return X
     metric = get_metric(metric, **params)
-    X, Y = _check_xy(X, Y)
-    D = np.empty((len(X), len(Y)), dtype=np.result_type(X.dtype, Y.dtype))
+    X, Y = _check_xy(X, Y, metric)
+    D = np.empty((X.shape[0], Y.shape[0]), dtype=np.result_type(X.dtype, Y.dtype))
     for start, block in _iter_blocks(X, Y, metric, working_memory):
         D[start : start + len(block)] = block
     return D
@@ -141,11 +142,12 @@ def _argmin_min(X, Y, metric: Metric, working_memory=None):
 
     Prior validation of data is assumed. Never holds more than one block.
     """
-    labels = np.empty(len(X), dtype=np.int64)
-    mins = np.empty(len(X), dtype=np.result_type(X.dtype, Y.dtype))
+    n = X.shape[0]
+    labels = np.empty(n, dtype=np.int64)
+    mins = np.empty(n, dtype=np.result_type(X.dtype, Y.dtype))
     n_rows = _block_rows(X, Y, metric, working_memory)
-    for start in range(0, len(X), n_rows):
-        stop = min(start + n_rows, len(X))
+    for start in range(0, n, n_rows):
+        stop = min(start + n_rows, n)
         labels[start:stop], mins[start:stop] = metric._argmin_block(X[start:stop], Y)
     return labels, mins
 
@@ -175,5 +177,5 @@ def pairwise_distances_argmin_min(
         The distances to those rows.
     """
     metric = get_metric(metric, **params)
-    X, Y = _check_xy(X, Y)
+    X, Y = _check_xy(X, Y, metric)
     return _argmin_min(X, Y, metric, working_memory)

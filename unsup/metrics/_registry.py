@@ -25,7 +25,11 @@ import warnings
 from typing import Callable
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.spatial.distance import cdist
+from sklearn.metrics.pairwise import euclidean_distances
+from sklearn.preprocessing import normalize as _sk_normalize
+from sklearn.utils.extmath import safe_sparse_dot
 
 __all__ = ["Metric", "get_metric", "METRIC_NAMES"]
 
@@ -68,6 +72,8 @@ class Metric:
 
     name = "metric"
     centre_rule = "medoid"
+    #: Whether the kernels take scipy sparse (CSR) rows.
+    accepts_sparse = False
     #: Name of the metric whose values k-means sums (the inertia), if it
     #: differs from this metric: squared euclidean for euclidean.
     cost_name: str | None = None
@@ -129,9 +135,12 @@ class Metric:
 class SqEuclidean(Metric):
     name = "sqeuclidean"
     centre_rule = "mean"
+    accepts_sparse = True
 
     def _block(self, X, Y):
         dtype = _as_float(X, Y)
+        if sp.issparse(X) or sp.issparse(Y):
+            return euclidean_distances(X, Y, squared=True).astype(dtype, copy=False)
         # ||x||^2 - 2 x.y + ||y||^2 in float64 (scikit-learn upcasts float32 the same way).
         X64 = X.astype(np.float64, copy=False)
         Y64 = Y.astype(np.float64, copy=False)
@@ -214,17 +223,23 @@ class Minkowski(_TorchCdist):
 
 
 def _matmul_t(A, B):
-    """``A @ B.T`` through torch (several times faster than numpy's BLAS on tall-skinny shapes)."""
+    """``A @ B.T`` as a dense array: torch for dense arrays (several times faster
+    than numpy's BLAS on tall-skinny shapes), scipy for sparse ones."""
+    if sp.issparse(A) or sp.issparse(B):
+        return np.asarray(safe_sparse_dot(A, B.T, dense_output=True))
     return (as_tensor(A) @ as_tensor(B).T).numpy()
 
 
 class Cosine(Metric):
     name = "cosine"
     centre_rule = "normalized_mean"
+    accepts_sparse = True
 
     @staticmethod
     def normalize(X):
         """Rows scaled to unit length; zero rows stay zero (distance 1 to anything)."""
+        if sp.issparse(X):
+            return _sk_normalize(X, norm="l2", copy=True)
         norms = np.sqrt(np.einsum("ij,ij->i", X, X))
         norms[norms == 0] = 1.0
         return X / norms[:, None]
