@@ -47,7 +47,7 @@ from unsup._sklearn_private import (
 )
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
-from unsup.metrics._registry import METRIC_NAMES, Cosine, Metric, _matmul_t, as_tensor, get_metric
+from unsup.metrics._registry import METRIC_NAMES, Cosine, Metric, _is_small, _matmul_t, as_tensor, get_metric
 from unsup.utils.validation import upcast_if_overflow
 
 __all__ = ["KMeans"]
@@ -65,7 +65,7 @@ class _UnitCosine(Cosine):
         return np.clip(D, 0.0, 2.0, out=D)
 
     def _argmin_block(self, X, Y):
-        if sp.issparse(X):
+        if sp.issparse(X) or _is_small(X, Y):
             S = _matmul_t(X, Y)
             idx = np.argmax(S, axis=1)
             best = S[np.arange(S.shape[0]), idx]
@@ -358,8 +358,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         if isinstance(self.metric, str) and self.metric == "precomputed":
             raise ValueError(
                 "KMeans does not accept metric='precomputed': its centres live in "
-                "feature space. Cluster a distance matrix with "
-                "AgglomerativeClustering or DivisiveClustering(method='diana')."
+                "feature space, so it needs the feature matrix. Pass X with a metric "
+                "name or a callable f(a, b) -> float (medoid centres) instead."
             )
         return get_metric(self.metric, **(self.metric_params or {}))
 
@@ -482,6 +482,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         else:
             self._fit_generic(X, sample_weight, metric, random_state)
         self.cluster_centers_ = self.cluster_centers_.astype(X_in.dtype, copy=False)
+        # The weight behind each centre, for partial_fit to continue from.
+        self._cluster_weights = np.bincount(self.labels_, weights=sample_weight, minlength=self.n_clusters)
         self._n_features_out = self.n_clusters
         self._warn_if_duplicates()
         return self
@@ -696,7 +698,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         The first call initialises the centres from this batch (which needs at
         least ``n_clusters`` rows); after a full-batch :meth:`fit`, streaming
         continues from the fitted centres, each standing for its cluster's
-        size. Centres are then exact running rules over
+        total sample weight. Centres are then exact running rules over
         all points assigned so far for the mean, normalised-mean (cosine) and
         mode (hamming) rules; median centres move towards the batch median by
         the batch's share of the cluster's weight, and a medoid is replaced
@@ -728,7 +730,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             self.n_iter_ = 0
         else:
             if not hasattr(self, "_stream"):  # continue from a full-batch fit
-                self._stream = self._stream_statistics(np.bincount(self.labels_, minlength=self.n_clusters))
+                self._stream = self._stream_statistics(self._cluster_weights)
                 self.n_steps_ = 0
             X = X.astype(self.cluster_centers_.dtype, copy=False)
         self._stream_step(X, sample_weight)
