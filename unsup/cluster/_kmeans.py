@@ -559,7 +559,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.cluster_centers_ = self.cluster_centers_.astype(X.dtype, copy=False)
 
     def _warn_if_duplicates(self):
-        distinct = len(np.unique(self.labels_))
+        distinct = int(np.count_nonzero(np.bincount(self.labels_, minlength=self.n_clusters)))
         if distinct < self.n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than "
