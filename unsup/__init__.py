@@ -9,17 +9,20 @@ scikit-learn estimator does. Subpackages:
 - :mod:`unsup.cluster`: k-means with pluggable metrics.
 """
 
-from unsup import cluster, metrics
+from unsup import cluster, metrics, quantization
 from unsup.cluster import KMeans
 from unsup.metrics import get_metric, pairwise_distances
+from unsup.quantization import Quantizer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "KMeans",
+    "Quantizer",
     "cluster",
     "get_metric",
     "metrics",
     "pairwise_distances",
+    "quantization",
     "__version__",
 ]
