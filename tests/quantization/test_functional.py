@@ -292,3 +292,31 @@ def test_torch_quantize_and_dequantize():
     assert dequantize(codes, 0.5).tolist() == [-1.0, 0.5, 3.5]
     wide = quantize(x, 0.5, 3, n_bits=16, scheme="asymmetric")
     assert wide.dtype == torch.uint16 and wide.to(torch.int32).tolist() == [1, 4, 21]
+
+
+def test_run_chunks_visits_every_block_once_and_raises_the_first_error():
+    from unsup.quantization._kernels import run_chunks
+
+    out = np.zeros(1000, dtype=np.int64)
+    made = []
+
+    def blocks():  # lazily made, as the per-row parameters are
+        for i in range(0, 1000, 10):
+            made.append(i)
+            yield i, i + 10
+
+    def work(block, scratch):
+        assert scratch.shape == (10,)  # every thread has its own scratch buffer
+        a, b = block
+        out[a:b] += np.arange(a, b)
+
+    run_chunks(work, blocks(), lambda: np.empty(10))
+    np.testing.assert_array_equal(out, np.arange(1000))
+    assert sorted(made) == list(range(0, 1000, 10))
+
+    def failing(block, scratch):
+        if block[0] == 500:
+            raise ValueError("Input X contains NaN.")
+
+    with pytest.raises(ValueError, match="contains NaN"):
+        run_chunks(failing, blocks())

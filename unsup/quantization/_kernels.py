@@ -21,6 +21,11 @@ The finite check is fused into the pass instead of costing its own:
 - min/max reductions propagate NaN and show infinities, so calibration checks
   its result, not its input.
 
+The chunks are independent, so they are shared out among a few threads
+(:func:`run_chunks`): numpy's ufuncs release the GIL, and on a machine with
+two cores the two halves of the work run at once, as an allocating copy of
+the input cannot.
+
 Parameters (inverse scale, zero point, scale) may be scalars, per-channel or
 per-element arrays broadcastable to the data: :func:`_plan` lays the data out
 as rows so that each parameter is a scalar, a vector along the row (tiled once
@@ -30,11 +35,23 @@ for a whole chunk) or one value per row.
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.utils import assert_all_finite
 
-__all__ = ["CHUNK", "FLOOR_TOLERANCE", "dequantize_into", "floor_with_tolerance", "minmax", "quantize_into"]
+from unsup._sklearn_private import _openmp_effective_n_threads
+
+__all__ = [
+    "CHUNK",
+    "FLOOR_TOLERANCE",
+    "dequantize_into",
+    "floor_with_tolerance",
+    "minmax",
+    "quantize_into",
+    "run_chunks",
+]
 
 CHUNK = 1 << 18
 
@@ -119,6 +136,82 @@ def _blocks(shape, params):
     )
 
 
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(n_threads):
+    """The module's thread pool, (re)made with ``n_threads`` workers when that changes."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers != n_threads:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="unsup-quant")
+        return _POOL
+
+
+def run_chunks(work, blocks, make_scratch=None):
+    """Call ``work(block, scratch)`` for every block, shared among threads.
+
+    The number of threads is scikit-learn's ``_openmp_effective_n_threads()``
+    (the usable cores, or ``OMP_NUM_THREADS``). Threads take the next block
+    from ``blocks`` (any iterable, consumed under a lock, so lazily made
+    blocks are made once) until none is left; the caller's thread works too.
+    Each thread gets its own ``scratch = make_scratch()``. The first
+    exception raised by ``work`` stops the others and is raised here.
+
+    Parameters
+    ----------
+    work : callable ``(block, scratch) -> None``
+        Writes its result into its own slice of an output; never the same
+        slice as another block.
+    blocks : iterable
+    make_scratch : callable, default=None
+        Makes a thread's scratch buffers; None gives ``scratch=None``.
+    """
+    it = iter(blocks)
+    first = next(it, None)
+    if first is None:
+        return
+    second = next(it, None)
+    scratch = make_scratch() if make_scratch is not None else None
+    n_threads = _openmp_effective_n_threads()
+    if second is None or n_threads == 1:
+        for block in (first,) if second is None else (first, second):
+            work(block, scratch)
+        for block in it:
+            work(block, scratch)
+        return
+    lock = threading.Lock()
+    pending = [first, second]
+    failed = []
+
+    def take():
+        with lock:
+            if failed:
+                return None
+            return pending.pop() if pending else next(it, None)
+
+    def worker(scratch):
+        if scratch is None and make_scratch is not None:
+            scratch = make_scratch()
+        try:
+            while (block := take()) is not None:
+                work(block, scratch)
+        except BaseException as exc:
+            with lock:
+                failed.append(exc)
+
+    pool = _pool(n_threads - 1)
+    futures = [pool.submit(worker, None) for _ in range(n_threads - 1)]
+    worker(scratch)
+    for future in futures:
+        future.result()
+    if failed:
+        raise failed[0]
+
+
 def floor_with_tolerance(v):
     """``floor(v)`` in place, ``v`` first nudged up by 4 float32 ulps of its magnitude.
 
@@ -159,14 +252,22 @@ def quantize_into(x, inv_scale, zero_point, qmin, qmax, floor, out, *, input_nam
     xf, of = x.reshape(-1), out.reshape(-1)
     zero_point = np.asarray(zero_point, dtype=itype)
     with_zero_point = bool(np.any(zero_point))
-    buf = np.empty(min(CHUNK, max(x.size, 1)), dtype=x.dtype)
-    ibuf = buf.view(itype)
-    with np.errstate(over="ignore"):  # x * inv may overflow to inf: such a chunk saturates
-        for start, stop, (inv_c, zp_c) in _blocks(x.shape, [inv_scale, zero_point]):
+    n_buf = min(CHUNK, max(x.size, 1))
+
+    def scratch():
+        buf = np.empty(n_buf, dtype=x.dtype)
+        return buf, buf.view(itype)
+
+    def work(block, bufs):
+        start, stop, (inv_c, zp_c) = block
+        buf, ibuf = bufs
+        with np.errstate(over="ignore"):  # x * inv may overflow to inf: such a chunk saturates
             _quantize_chunk(
                 xf[start:stop], inv_c, zp_c, of[start:stop], buf[: stop - start], ibuf[: stop - start],
                 magic, with_zero_point, lo_bits, hi_bits, qmin, qmax, floor, input_name,
             )
+
+    run_chunks(work, _blocks(x.shape, [inv_scale, zero_point]), scratch)
 
 
 def _quantize_chunk(
@@ -215,7 +316,9 @@ def dequantize_into(codes, scale, zero_point, out, *, qmin=None, qmax=None):
     info = np.iinfo(codes.dtype)
     check_lo = qmin is not None and info.min < qmin
     check_hi = qmax is not None and info.max > qmax
-    for start, stop, (s_c, zp_c) in _blocks(codes.shape, [scale, zero_point]):
+
+    def work(block, _):
+        start, stop, (s_c, zp_c) = block
         c, o = cf[start:stop], of[start:stop]
         if (check_lo and np.minimum.reduce(c) < qmin) or (check_hi and np.maximum.reduce(c) > qmax):
             raise ValueError(
@@ -227,6 +330,8 @@ def dequantize_into(codes, scale, zero_point, out, *, qmin=None, qmax=None):
         if with_zero_point:
             np.subtract(o, zp_c, out=o)
         np.multiply(o, s_c, out=o)
+
+    run_chunks(work, _blocks(codes.shape, [scale, zero_point]))
 
 
 def minmax(x, axis=None):
