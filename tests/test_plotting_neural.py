@@ -1,0 +1,96 @@
+"""plot_latent and plot_scores: what is drawn equals the codes, the 2-d maps and the scores.
+
+Oracles: the estimator's own transform / score_samples, scikit-learn's PCA
+and TSNE with the same parameters, numpy histograms.
+"""
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+from sklearn.manifold import TSNE  # noqa: E402
+
+from unsup.neural import Autoencoder  # noqa: E402
+from unsup.plotting import plot_latent, plot_scores  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((60, 5))
+y = np.arange(60) % 3
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def ae():
+    return Autoencoder(2, hidden_layer_sizes=(8,), max_epochs=5, random_state=0).fit(X)
+
+
+def test_two_d_codes_are_drawn_as_they_are(ae):
+    ax = plot_latent(X, y, estimator=ae)
+    offsets = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(offsets, ae.transform(X))
+    np.testing.assert_array_equal(ax.collections[0].get_array(), y)
+    assert ax.get_xlabel() == "code 0" and ax.get_legend() is not None
+
+
+def test_wider_codes_through_pca():
+    Z = rng.standard_normal((40, 6))
+    ax = plot_latent(Z, method="pca")
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), PCA(2).fit_transform(Z), atol=1e-10)
+    assert ax.get_xlabel() == "PC 1 of the codes"
+
+
+def test_wider_codes_through_tsne():
+    Z = rng.standard_normal((40, 4))
+    ax = plot_latent(Z, np.linspace(0, 1, 40), random_state=0)
+    expected = TSNE(2, perplexity=13.0, init="pca", random_state=0).fit_transform(Z)
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), expected, rtol=1e-5, atol=1e-5)
+    assert len(ax.figure.axes) == 2  # continuous colours get a colour bar
+
+
+def test_one_d_codes_on_a_line():
+    ax = plot_latent(np.arange(5.0)[:, None])
+    np.testing.assert_array_equal(ax.collections[0].get_offsets()[:, 1], 0.0)
+
+
+def test_plot_latent_errors():
+    with pytest.raises(ValueError, match="method must be 'tsne' or 'pca'"):
+        plot_latent(rng.standard_normal((10, 3)), method="umap")
+    with pytest.raises(ValueError, match="y has 3 entries for 10 points"):
+        plot_latent(rng.standard_normal((10, 2)), y=[1, 2, 3])
+
+
+def test_plot_scores_from_an_estimator(ae):
+    fig, ax = plt.subplots()
+    out = plot_scores(X, estimator=ae, ax=ax, bins=10)
+    assert out is ax
+    heights = [p.get_height() for p in ax.patches]
+    expected, _ = np.histogram(ae.score_samples(X), bins=10)
+    np.testing.assert_array_equal(heights, expected)
+    line = ax.lines[0]
+    assert line.get_xdata()[0] == pytest.approx(ae.offset_)
+    assert f"threshold ({int(np.sum(ae.score_samples(X) < ae.offset_))} below)" in [t.get_text() for t in ax.get_legend().texts]
+
+
+@pytest.mark.parametrize("labels", [np.r_[np.zeros(50), np.ones(10)], np.r_[np.ones(50), -np.ones(10)]])
+def test_plot_scores_with_labels(labels):
+    scores = np.r_[rng.normal(0, 1, 50), rng.normal(-5, 1, 10)]
+    ax = plot_scores(scores, labels, bins=12, threshold=-3.0)
+    heights = np.array([p.get_height() for p in ax.patches])
+    assert heights.sum() == 60 and heights[:12].sum() == 50 and heights[12:].sum() == 10
+    texts = [t.get_text() for t in ax.get_legend().texts]
+    assert "inliers (50)" in texts and "outliers (10)" in texts
+
+
+def test_plot_scores_needs_1d_scores():
+    with pytest.raises(ValueError, match="1-d array of scores"):
+        plot_scores(rng.standard_normal((5, 2)))

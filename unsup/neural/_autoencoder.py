@@ -1,0 +1,210 @@
+"""The autoencoder: an MLP encoder and its mirrored decoder, as a transformer and an outlier detector."""
+
+from __future__ import annotations
+
+from unsup.neural._base import BaseNeuralEstimator
+
+__all__ = ["Autoencoder"]
+
+
+class Autoencoder(BaseNeuralEstimator):
+    """Autoencoder: a scikit-learn transformer and outlier detector around a torch MLP.
+
+    The encoder maps the (standardised) ``n_features`` inputs through
+    ``hidden_layer_sizes`` to ``n_components`` numbers, the code; the decoder
+    mirrors it back. Training minimises the mean squared reconstruction error
+    with Adam. ``transform`` is the encoder, ``inverse_transform`` the decoder,
+    and rows that reconstruct badly are outliers: ``score_samples`` is minus
+    the reconstruction error, ``predict`` gives +1 / -1 as scikit-learn's
+    ``IsolationForest``.
+
+    =================  ===================================================
+    kind               training
+    =================  ===================================================
+    ``undercomplete``  reconstruct the input (the code is the bottleneck)
+    ``sparse``         plus ``sparsity`` x the mean absolute code (L1)
+    ``denoising``      reconstruct the clean input from a corrupted one:
+                       Gaussian noise of std ``noise`` (standardised units)
+                       or, with ``corruption="masking"``, a fraction
+                       ``noise`` of the inputs set to their mean
+    =================  ===================================================
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Width of the code.
+    hidden_layer_sizes : int or tuple of int, default=(128, 64)
+        Widths of the encoder's hidden layers; the decoder uses them in
+        reverse. ``()`` gives a linear autoencoder.
+    activation : str, default="relu"
+        Hidden activation: ``"relu"``, ``"leaky_relu"``, ``"elu"``,
+        ``"gelu"``, ``"silu"``, ``"tanh"``, ``"logistic"`` (``"sigmoid"``)
+        or ``"identity"``.
+    kind : {"undercomplete", "sparse", "denoising"}, default="undercomplete"
+        The training objective (table above).
+    sparsity : float, default=1e-3
+        Weight of the L1 penalty on the code (``kind="sparse"``).
+    noise : float, default=0.2
+        Corruption strength (``kind="denoising"``): the standard deviation of
+        the Gaussian noise, or the fraction of inputs masked.
+    corruption : {"gaussian", "masking"}, default="gaussian"
+        Corruption of ``kind="denoising"``.
+    dropout : float, default=0.0
+        Dropout probability after every hidden activation (training only).
+    batch_size : int, default=64
+        Rows per gradient step.
+    max_epochs : int, default=200
+        Passes over the training data at most.
+    learning_rate : float, default=1e-3
+        Adam's step size.
+    weight_decay : float, default=0.0
+        Adam's L2 penalty on the weights.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows and stop when their loss
+        has not improved for ``n_iter_no_change`` epochs, restoring the best
+        epoch's weights. ``False``: train on all rows and stop when the
+        training loss stops improving.
+    validation_fraction : float, default=0.1
+        Fraction of rows held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without improvement (relative 1e-4) before stopping.
+    contamination : float, default=0.1
+        Expected fraction of outliers in the training data, in (0, 0.5]:
+        ``offset_`` is the matching percentile of the training scores.
+    scale : bool, default=True
+        Standardise the inputs with the training mean and standard deviation
+        (a constant column is only centred). The reconstruction error is then
+        measured in standardised units.
+    qat : dict or None, default=None
+        Quantization-aware training, e.g. ``{"n_bits": 4, "latent": True,
+        "weights": True}``: fake quantization with the straight-through
+        estimator on the code (``latent``) and on the ``Linear`` weights
+        (``weights``). See :mod:`unsup.neural._quantize` for the keys.
+    device : {"cpu", "cuda", "auto"}, default="cpu"
+        Where to train and infer; ``"auto"`` is CUDA when available.
+    random_state : int, RandomState instance or None, default=None
+        Seeds a ``torch.Generator`` for the initialisation, the validation
+        split, the shuffling, the noise and the dropout masks. The same
+        integer gives the same model on the CPU; torch's global random state
+        is never used.
+    verbose : int, default=0
+        Print the loss (and validation loss) after every epoch.
+
+    Attributes
+    ----------
+    encoder_ : torch.nn.Sequential
+        ``n_features -> hidden_layer_sizes -> n_components``.
+    decoder_ : torch.nn.Sequential
+        ``n_components -> reversed(hidden_layer_sizes) -> n_features``.
+    latent_quantizer_ : torch.nn.Module or None
+        The fake quantizer of the code (``qat`` with ``latent``), else None.
+    mean_ : ndarray of shape (n_features_in_,)
+        Training mean (zeros when ``scale=False``).
+    scale_ : ndarray of shape (n_features_in_,)
+        Training standard deviation, 1 for constant columns (ones when
+        ``scale=False``).
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    validation_scores_ : list of float
+        Minus the validation loss of each epoch (empty without early stopping).
+    best_loss_ : float
+        Least monitored loss: the validation loss with early stopping, else
+        the training loss.
+    n_iter_ : int
+        Epochs run (``partial_fit`` adds one per call).
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    model_size_bytes_ : int
+        Bytes of the encoder's and decoder's parameters and buffers.
+    quantized_bits_ : int or None
+        Bits of the weights after :meth:`quantize`, else None.
+    device_ : str
+        The device the model lives on.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when ``X`` has feature names that are all strings.
+
+    See Also
+    --------
+    VariationalAutoencoder : the probabilistic version, with ``sample``.
+    sklearn.decomposition.PCA : the linear baseline.
+    sklearn.ensemble.IsolationForest : the same outlier contract.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unsup.neural import Autoencoder
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((200, 2)) @ rng.standard_normal((2, 6))
+    >>> ae = Autoencoder(n_components=2, hidden_layer_sizes=(16,), max_epochs=20,
+    ...                  random_state=0).fit(X)
+    >>> ae.transform(X).shape
+    (200, 2)
+    >>> ae.reconstruct(X).shape
+    (200, 6)
+    >>> sorted(set(ae.predict(X).tolist()))
+    [-1, 1]
+    """
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128, 64),
+        activation="relu",
+        kind="undercomplete",
+        sparsity=1e-3,
+        noise=0.2,
+        corruption="gaussian",
+        dropout=0.0,
+        batch_size=64,
+        max_epochs=200,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        contamination=0.1,
+        scale=True,
+        qat=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.kind = kind
+        self.sparsity = sparsity
+        self.noise = noise
+        self.corruption = corruption
+        self.dropout = dropout
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.contamination = contamination
+        self.scale = scale
+        self.qat = qat
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _encoder_width(self):
+        return self.n_components
+
+    def _code(self, xs):
+        return self._latent(self.encoder_(xs))
+
+    def _batch_loss(self, xb):
+        z = self.encoder_(self._corrupt(xb))
+        diff = self.decoder_(self._latent(z)) - xb
+        return (diff * diff).mean() + self._sparsity_penalty(z)
+
+    def _sample_loss(self, xs):
+        diff = self._reconstruct_std(xs) - xs
+        return (diff * diff).mean(dim=1)
+

@@ -1,0 +1,657 @@
+"""The base of the neural estimators: the scikit-learn contract around torch modules.
+
+Design constraints
+------------------
+- ``__init__`` stores parameters only; ``fit`` validates, builds the modules
+  (``encoder_``, ``decoder_``, plain ``nn.Sequential`` stacks), trains them with
+  the one loop of :mod:`unsup.neural._training`, and sets the outlier offset.
+  Subclasses fill in what differs: the width of the encoder's output, the
+  code, the training loss of a batch and the per-sample evaluation loss.
+- numpy in, numpy out: ``transform`` and ``reconstruct`` keep the float dtype
+  of ``X`` (float32 or float64), scores are float64; the arithmetic inside is
+  float32 torch.
+- Inference is batch-independent: rows go through the network in chunks
+  padded to a multiple of 16 rows, so that a row's output does not depend on
+  which other rows come with it (float32 matrix products round differently in
+  their remainder rows; scikit-learn's common checks compare rows computed
+  alone and together).
+- Inputs are standardised inside (``scale=True``) with the training mean and
+  standard deviation, a zero (or round-off) deviation counting as 1; the
+  standardisation runs in chunks into a float32 array, so a float64 ``X`` is
+  never copied whole in float64.
+- All randomness from ``random_state`` through ``torch.Generator`` objects;
+  torch's global random stream and thread settings are never touched.
+- Pickling stores the modules with CPU tensors and the generators as their
+  states, and reloads onto the fitted device when it exists, else the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from unsup._sklearn_private import Interval, StrOptions, _fit_context
+from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, mlp, resolve_device
+from unsup.neural._training import split_validation, train
+
+__all__ = ["BaseNeuralEstimator"]
+
+#: Rows per forward pass at inference (bounds memory).
+_CHUNK = 4096
+#: Inference chunks are padded to a multiple of this many rows (batch-independent outputs).
+_ROW_MULTIPLE = 16
+#: Attributes holding torch modules (moved to the CPU for pickling).
+_MODULE_ATTRS = ("encoder_", "decoder_", "latent_quantizer_")
+#: Bound on a VAE's log-variance, so that exp() never overflows in float32.
+LOGVAR_CLAMP = (-30.0, 20.0)
+
+
+def _quantize_module():
+    """The quantization helpers (imported when first needed: they import the quantization core)."""
+    from unsup.neural import _quantize
+
+    return _quantize
+
+
+def _cpu_tensors(obj):
+    """``obj`` with every tensor inside (dicts, lists, tuples) moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu_tensors(v) for v in obj)
+    return obj
+
+
+def _module_on_cpu(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` itself when all its tensors are on the CPU, else a CPU copy."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    if all(t.device.type == "cpu" for t in tensors):
+        return module
+    return copy.deepcopy(module).to("cpu")
+
+
+def _column_stats(X):
+    """Column means and standard deviations in float64, in chunks of rows (no float64 copy of X)."""
+    n = X.shape[0]
+    total = np.zeros(X.shape[1])
+    for start in range(0, n, _CHUNK):
+        total += X[start : start + _CHUNK].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(X.shape[1])
+    for start in range(0, n, _CHUNK):
+        d = X[start : start + _CHUNK].astype(np.float64) - mean
+        squares += np.einsum("ij,ij->j", d, d)
+    return mean, np.sqrt(squares / n)
+
+
+class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
+    """Shared machinery of :class:`Autoencoder` and :class:`VariationalAutoencoder`.
+
+    Not public: subclasses define ``_encoder_width``, ``_code``,
+    ``_batch_loss`` and ``_sample_loss``, and their own docstrings.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "kind": [StrOptions({"undercomplete", "sparse", "denoising"})],
+        "sparsity": [Interval(Real, 0, None, closed="left")],
+        "noise": [Interval(Real, 0, None, closed="left")],
+        "corruption": [StrOptions({"gaussian", "masking"})],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "scale": ["boolean"],
+        "qat": [dict, None],
+        "device": [StrOptions(set(DEVICES))],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ------------------------------------------------------------------ tags
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.input_tags.sparse = False
+        return tags
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    # ------------------------------------------------------------ subclass API
+    def _encoder_width(self) -> int:
+        """Width of the encoder's output (the code, or mean and log-variance)."""
+        raise NotImplementedError
+
+    def _code(self, xs: torch.Tensor) -> torch.Tensor:
+        """The deterministic code of standardised rows (eval mode)."""
+        raise NotImplementedError
+
+    def _batch_loss(self, xb: torch.Tensor) -> torch.Tensor:
+        """Mean training loss of a batch of standardised rows (train mode, random)."""
+        raise NotImplementedError
+
+    def _sample_loss(self, xs: torch.Tensor) -> torch.Tensor:
+        """Deterministic per-sample loss of standardised rows (eval mode)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ validation
+    def _check_hidden_layer_sizes(self) -> list[int]:
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        if not all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in sizes):
+            raise ValueError(
+                f"hidden_layer_sizes must be a positive int or a sequence of positive ints, got {self.hidden_layer_sizes!r}."
+            )
+        return [int(s) for s in sizes]
+
+    def _check_params_vs_input(self):
+        self._hidden = self._check_hidden_layer_sizes()
+        if self.kind == "denoising" and self.corruption == "masking" and self.noise >= 1:
+            raise ValueError(
+                f"noise={self.noise} with corruption='masking' is the fraction of inputs "
+                "masked; it must be in [0, 1)."
+            )
+        self._qat_config = _quantize_module().check_qat(self.qat, caller=type(self).__name__)
+
+    def _validate(self, X, *, reset):
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
+
+    # ---------------------------------------------------------- data helpers
+    def _standardise(self, X) -> torch.Tensor:
+        """Rows of validated ``X`` standardised into a float32 tensor on the fitted device."""
+        out = np.empty(X.shape, dtype=np.float32)
+        mean, scale = self.mean_.astype(X.dtype), self.scale_.astype(X.dtype)
+        for start in range(0, X.shape[0], _CHUNK):
+            block = X[start : start + _CHUNK]
+            out[start : start + _CHUNK] = (block - mean) / scale
+        return torch.from_numpy(out).to(self._device)
+
+    def _unstandardise(self, xs: torch.Tensor, dtype) -> np.ndarray:
+        """Standardised float32 rows back to the units of ``X``, in ``dtype``."""
+        x = xs.detach().cpu().numpy().astype(np.float64)
+        x *= self.scale_
+        x += self.mean_
+        return x.astype(dtype, copy=False)
+
+    def _apply(self, fn, xs: torch.Tensor) -> torch.Tensor:
+        """``fn`` over chunks of rows, each padded to a multiple of 16 rows; concatenated on the CPU."""
+        outs = []
+        with torch.no_grad():
+            for start in range(0, xs.shape[0], _CHUNK):
+                block = xs[start : start + _CHUNK]
+                m = block.shape[0]
+                pad = (-m) % _ROW_MULTIPLE
+                if pad:
+                    block = torch.cat([block, block.new_zeros((pad, block.shape[1]))])
+                outs.append(fn(block)[:m].cpu())
+        if not outs:
+            return torch.empty((0,))
+        return torch.cat(outs)
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder_(z)
+
+    def _reconstruct_std(self, xs: torch.Tensor) -> torch.Tensor:
+        return self._decode(self._code(xs))
+
+    def _errors(self, xs: torch.Tensor) -> torch.Tensor:
+        """Per-sample mean squared error of the reconstruction (standardised units), as float64.
+
+        Computed in float32 (a float64 copy of the rows would cost as much as
+        the forward pass), and again in float64 for the rare chunk where a
+        float32 square overflows.
+        """
+
+        def fn(block):
+            rec = self._reconstruct_std(block)
+            diff = rec - block
+            err = (diff * diff).mean(dim=1)
+            if not bool(torch.isfinite(err).all()):
+                diff = rec.double() - block.double()
+                return (diff * diff).mean(dim=1)
+            return err.double()
+
+        return self._apply(fn, xs)
+
+    def _latent(self, z: torch.Tensor) -> torch.Tensor:
+        """The code as the decoder sees it: fake-quantized when latent QAT is on."""
+        q = getattr(self, "latent_quantizer_", None)
+        return z if q is None else q(z)
+
+    def _corrupt(self, xb: torch.Tensor) -> torch.Tensor:
+        """Corrupted inputs for ``kind="denoising"`` (Gaussian noise or masking to the mean)."""
+        if self.kind != "denoising" or self.noise == 0:
+            return xb
+        if self.corruption == "gaussian":
+            eps = torch.randn(xb.shape, generator=self._device_generator, device=xb.device, dtype=xb.dtype)
+            return xb + self.noise * eps
+        keep = torch.empty_like(xb).bernoulli_(1.0 - self.noise, generator=self._device_generator)
+        return xb * keep  # standardised: a masked input is set to the training mean
+
+    def _sparsity_penalty(self, code: torch.Tensor) -> torch.Tensor | float:
+        if self.kind != "sparse" or self.sparsity == 0:
+            return 0.0
+        return self.sparsity * code.abs().mean()
+
+    # ------------------------------------------------------------ building
+    def _initialise(self, X):
+        """Scaling statistics, generators and fresh modules for validated ``X``."""
+        self._device = resolve_device(self.device)
+        self.device_ = str(self._device)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        self._generator, self._device_generator = make_generators(seed, self._device)
+        n_features = X.shape[1]
+        if self.scale:
+            mean, std = _column_stats(X)
+            tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
+            std[~(std > tiny)] = 1.0  # constant columns (or round-off) are not divided by ~0
+            self.mean_, self.scale_ = mean, std
+        else:
+            self.mean_, self.scale_ = np.zeros(n_features), np.ones(n_features)
+        common = dict(activation=self.activation, dropout=self.dropout, generator=self._generator, device=self._device)
+        encoder = mlp([n_features, *self._hidden, self._encoder_width()], **common)
+        decoder = mlp([self.n_components, *reversed(self._hidden), n_features], **common)
+        config = self._qat_config
+        latent_quantizer = None
+        if config is not None:
+            q = _quantize_module()
+            if config.get("weights"):
+                encoder = q.prepare_qat(encoder, config).to(self._device)
+                decoder = q.prepare_qat(decoder, config).to(self._device)
+            if config.get("latent"):
+                latent_quantizer = q.LatentFakeQuantize(config).to(self._device)
+        self.encoder_, self.decoder_, self.latent_quantizer_ = encoder, decoder, latent_quantizer
+        self._optimizer_state = None
+        self.quantized_bits_ = None
+        self.loss_curve_, self.validation_scores_ = [], []
+        self.best_loss_ = np.inf
+        self.n_iter_ = 0
+
+    def _modules(self):
+        return [self.encoder_, self.decoder_, self.latent_quantizer_]
+
+    def _train(self, xs, *, X_val, max_epochs, n_iter_no_change, warn):
+        result = train(
+            self._modules(),
+            self._batch_loss,
+            xs,
+            X_val=X_val,
+            sample_loss=self._sample_loss,
+            batch_size=self.batch_size,
+            max_epochs=max_epochs,
+            n_iter_no_change=n_iter_no_change,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            generator=self._generator,
+            dropout_generator=self._device_generator,
+            optimizer_state=self._optimizer_state,
+            first_epoch=self.n_iter_ + 1,
+            warn_max_epochs=False,
+            verbose=self.verbose,
+            name=type(self).__name__,
+        )
+        self._optimizer_state = result.optimizer_state
+        self.loss_curve_ = self.loss_curve_ + result.loss_curve
+        self.validation_scores_ = self.validation_scores_ + result.validation_scores
+        self.best_loss_ = float(min(self.best_loss_, result.best_loss))
+        self.n_iter_ += result.n_epochs
+        if warn and not result.converged:
+            # stacklevel 4: _train <- fit <- scikit-learn's _fit_context wrapper <- the user's call
+            warnings.warn(
+                f"{type(self).__name__}: the maximum number of epochs ({max_epochs}) was reached "
+                "and the loss is still improving; increase max_epochs.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        return result
+
+    def _finish(self, xs):
+        """Offset from the training scores and the model size, after training."""
+        scores = -self._scores_std(xs).numpy()
+        self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        self.model_size_bytes_ = self._model_size()
+
+    def _model_size(self) -> int:
+        size = _quantize_module().model_size_bytes
+        return int(sum(size(m) for m in (self.encoder_, self.decoder_) if m is not None))
+
+    def _scores_std(self, xs: torch.Tensor) -> torch.Tensor:
+        """The anomaly score of each standardised row, higher = more anomalous (float64)."""
+        return self._errors(xs)
+
+    # ------------------------------------------------------------ public API
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Train the network on ``X``.
+
+        The rows are standardised (``scale=True``), a ``validation_fraction``
+        of them is held out for early stopping (``early_stopping=True``), and
+        the network is trained with Adam for up to ``max_epochs`` epochs; then
+        ``offset_`` is set from the training scores and ``contamination``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        X = self._validate(X, reset=True)
+        self._check_params_vs_input()
+        self._initialise(X)
+        xs = self._standardise(X)
+        fraction = self.validation_fraction if self.early_stopping else 0.0
+        train_idx, val_idx = split_validation(xs.shape[0], fraction, self._generator)
+        if val_idx is None:
+            x_train, x_val = xs, None
+        else:
+            x_train, x_val = xs[train_idx.to(self._device)], xs[val_idx.to(self._device)]
+        self._train(x_train, X_val=x_val, max_epochs=self.max_epochs, n_iter_no_change=self.n_iter_no_change, warn=True)
+        self._finish(xs)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train one more epoch, on ``X``.
+
+        The first call (on an unfitted estimator) builds the network and fixes
+        the standardisation from that first ``X``; every call then runs one
+        epoch over the given rows (no validation split), continuing the Adam
+        state and the random stream, and appends to ``loss_curve_``.
+        ``offset_`` is recomputed from the scores of the latest ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of training data.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+            The estimator, trained one more epoch.
+        """
+        first = not hasattr(self, "encoder_")
+        if not first and getattr(self, "quantized_bits_", None) is not None:
+            raise ValueError(
+                f"This {type(self).__name__} was quantized after training (quantize(n_bits="
+                f"{self.quantized_bits_})); its int weights cannot be trained. Call partial_fit "
+                "on the float model, then quantize again."
+            )
+        X = self._validate(X, reset=first)
+        if first:
+            self._check_params_vs_input()
+            self._initialise(X)
+        xs = self._standardise(X)
+        self._train(xs, X_val=None, max_epochs=1, n_iter_no_change=2, warn=False)
+        self._finish(xs)
+        return self
+
+    def transform(self, X):
+        """Encode ``X``: the code of each row (the posterior mean for a VAE).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            In the float dtype of ``X`` (float32 or float64).
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        Z = self._apply(self._code, self._standardise(X))
+        return Z.numpy().astype(X.dtype, copy=False)
+
+    def inverse_transform(self, X):
+        """Decode codes back to the input space.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_components)
+            Codes, as returned by :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features_in_)
+            In the float dtype of the codes, in the units of the training data.
+        """
+        check_is_fitted(self)
+        Z = check_array(X, dtype=[np.float64, np.float32])
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_components} features as input (codes of width n_components)."
+            )
+        z = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(self._device)
+        return self._unstandardise(self._apply(self._decode, z), Z.dtype)
+
+    def reconstruct(self, X):
+        """Encode then decode ``X``: ``inverse_transform(transform(X))`` in one pass.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        X_reconstructed : ndarray of shape (n_samples, n_features)
+            In the float dtype and the units of ``X``.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return self._unstandardise(self._apply(self._reconstruct_std, self._standardise(X)), X.dtype)
+
+    def reconstruction_error(self, X):
+        """Per-sample reconstruction error: the mean squared error over the features.
+
+        Measured in standardised units when ``scale=True`` (every feature
+        counts alike, whatever its unit), else in the units of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        error : ndarray of shape (n_samples,)
+            float64, non-negative; larger means worse reconstructed.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return self._errors(self._standardise(X)).numpy()
+
+    def score_samples(self, X):
+        """Normality score of each row: minus its anomaly score (higher is more normal).
+
+        As scikit-learn's outlier detectors (``IsolationForest.score_samples``).
+        Deterministic: no noise, no dropout, no sampling.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            float64.
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return -self._scores_std(self._standardise(X)).numpy()
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+            float64.
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """Whether each row is an inlier (+1) or an outlier (-1), by the sign of :meth:`decision_function`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            +1 for inliers, -1 for outliers (int).
+        """
+        decision = self.decision_function(X)
+        labels = np.ones(decision.shape[0], dtype=int)
+        labels[decision < 0] = -1
+        return labels
+
+    def score(self, X, y=None):
+        """The mean of :meth:`score_samples` (higher is better), for model selection.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def quantize(self, X_calibration, n_bits=8):
+        """A post-training-quantized copy of this fitted estimator.
+
+        Every ``Linear`` layer of the encoder and the decoder gets per-channel
+        symmetric integer weights of ``n_bits`` bits (stored as int8), and
+        activation ranges calibrated by running ``X_calibration`` through the
+        network: the encoder on ``X_calibration``, the decoder on the
+        quantized encoder's codes of it. The copy's ``transform``,
+        ``inverse_transform``, ``reconstruct`` and ``score_samples`` run the
+        quantized model; its ``model_size_bytes_`` reports the smaller size.
+        ``offset_`` and the training history are kept from this model.
+
+        Parameters
+        ----------
+        X_calibration : array-like of shape (n_samples, n_features)
+            Representative rows (a few hundred are usually enough).
+        n_bits : int, default=8
+            Bits of the weights and activations (2 to 8).
+
+        Returns
+        -------
+        quantized : estimator of the same class
+            A fitted deep copy; this estimator is left unchanged.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_bits, Integral) or isinstance(n_bits, bool) or not 2 <= n_bits <= 8:
+            raise ValueError(f"n_bits must be an int in [2, 8], got {n_bits!r}.")
+        if self.quantized_bits_ is not None:
+            raise ValueError(f"This {type(self).__name__} is already quantized (n_bits={self.quantized_bits_}).")
+        X = self._validate(X_calibration, reset=False)
+        xs = self._standardise(X)
+        q = _quantize_module()
+        encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
+        encoder.eval()
+        with torch.no_grad():
+            codes = self._latent(self._split_code(encoder(xs)))
+        decoder = q.quantize_model(self.decoder_, codes, n_bits=int(n_bits))
+        decoder.eval()
+        modules = {"encoder_": self.encoder_, "decoder_": self.decoder_}
+        memo = {id(m): None for m in modules.values()}  # do not copy the float modules
+        quantized = copy.deepcopy(self, memo)
+        quantized.encoder_, quantized.decoder_ = encoder, decoder
+        quantized.quantized_bits_ = int(n_bits)
+        quantized._optimizer_state = None
+        quantized.model_size_bytes_ = quantized._model_size()
+        return quantized
+
+    def _split_code(self, out: torch.Tensor) -> torch.Tensor:
+        """The deterministic code from the encoder's raw output."""
+        return out
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        state = dict(state)
+        for key in _MODULE_ATTRS:
+            if state.get(key) is not None:
+                state[key] = _module_on_cpu(state[key])
+        if state.get("_optimizer_state") is not None:
+            state["_optimizer_state"] = _cpu_tensors(state["_optimizer_state"])
+        if "_generator" in state:
+            gen, dev_gen = state.pop("_generator"), state.pop("_device_generator")
+            state["_generator_states"] = (
+                gen.get_state(),
+                None if dev_gen is gen else dev_gen.get_state().cpu(),
+            )
+        state.pop("_device", None)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        gen_states = state.pop("_generator_states", None)
+        super().__setstate__(state)
+        if "device_" not in state:
+            return
+        device = torch.device(self.device_)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            warnings.warn(
+                f"This {type(self).__name__} was fitted on {self.device_}, which is not "
+                "available here: it is loaded on the CPU.",
+                UserWarning,
+                stacklevel=2,
+            )
+            device = torch.device("cpu")
+            self.device_ = "cpu"
+        self._device = device
+        for key in _MODULE_ATTRS:
+            module = getattr(self, key, None)
+            if module is not None:
+                setattr(self, key, module.to(device))
+        if gen_states is not None:
+            cpu_state, dev_state = gen_states
+            gen = torch.Generator(device="cpu")
+            gen.set_state(cpu_state)
+            if device.type == "cpu":
+                dev_gen = gen
+            else:
+                dev_gen = torch.Generator(device=device)
+                if dev_state is not None:
+                    dev_gen.set_state(dev_state)
+                else:
+                    dev_gen.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+            self._generator, self._device_generator = gen, dev_gen
