@@ -1,0 +1,349 @@
+"""Nearest-neighbour search over quantized codes: the scans, the top-k selection, rescoring.
+
+Private helpers of :class:`unsup.quantization.QuantizedEmbedding`; prior
+validation of the data is assumed.
+
+Design constraints:
+
+- The codes are scanned one block of rows at a time and never decoded whole:
+  memory stays the codes plus one block of floats (``BLOCK_ROWS`` rows) and
+  one block of distances per chunk of queries.
+- 8- and 4-bit codes are scanned as dequantised float32 blocks multiplied by
+  the float queries in one BLAS call (numpy's integer matmul is ~20x slower;
+  torch's int8 ``_int_mm`` is faster per product but needs int8 queries, a
+  second rounding, and is private: see docs/quantized_embedding.md). The
+  block carries one extra column, its squared norms, so that the GEMM itself
+  yields ``|x|² − 2 q·x``, the squared euclidean distance less the query's
+  constant ``|q|²``.
+- Groups of queries are scanned by parallel threads (numpy releases the GIL;
+  BLAS is held to one thread meanwhile).
+- 1-bit codes (sign bits, packed) are scanned with XOR and ``np.bitwise_count``
+  on the widest unsigned words that divide a row's bytes.
+- The top-k of every query is kept across blocks by a threshold filter: once a
+  query has ``k`` candidates, a block only contributes the entries below its
+  current k-th distance, which after the first blocks are few; those are merged
+  with the kept ones by one small sort. Ties go to the lower row, so the result
+  does not depend on the block sizes (Hamming distances tie often).
+- Final distances are recomputed from the vectors themselves (differences, not
+  the norm expansion), in float64, so they carry no cancellation error.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+__all__ = [
+    "BLOCK_ROWS",
+    "QUERY_ROWS",
+    "bits_as_words",
+    "exact_distances",
+    "scan_dequantized",
+    "scan_hamming",
+    "select_sorted",
+]
+
+# Rows of codes decoded at a time, and queries per distance block: a block of
+# QUERY_ROWS x BLOCK_ROWS float32 distances is 16 MB.
+BLOCK_ROWS = 8192
+QUERY_ROWS = 512
+
+
+_SIGN = np.uint32(0x80000000)
+_LOW = np.uint64(0xFFFFFFFF)
+_EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)  # a slot not filled yet: after every real key
+
+
+def _keys(dist, index):
+    """uint64 keys ordered as (distance, index): the float32 bits made order-preserving
+    (sign bit flipped for positives, all bits for negatives) above the 32-bit index."""
+    bits = np.ascontiguousarray(dist, dtype=np.float32).view(np.uint32)
+    key = np.where(bits >> 31, ~bits, bits | _SIGN).astype(np.uint64)
+    key <<= np.uint64(32)
+    key |= np.asarray(index).astype(np.uint64)
+    return key
+
+
+def _key_dist(key):
+    """The float32 distances of keys (inf for empty slots)."""
+    high = (key >> np.uint64(32)).astype(np.uint32)
+    return np.where(high >> 31, high & ~_SIGN, ~high).view(np.float32)
+
+
+class _TopK:
+    """The ``k`` smallest values seen so far in each row, with their column indices.
+
+    Entries are kept as 64-bit keys ordered by (value, column), so that one
+    partial sort of plain integers (numpy's vectorised ``np.partition``) selects
+    them, and among equal values the lower column wins: the result does not
+    depend on how the columns are split into blocks (Hamming distances tie often).
+    """
+
+    def __init__(self, n_rows, k):
+        self.k = k
+        self.key = np.full((n_rows, k), _EMPTY, dtype=np.uint64)
+        self.threshold = np.full(n_rows, np.inf, dtype=np.float32)
+
+    @property
+    def dist(self):
+        """float32 values of shape (n_rows, k), by increasing (value, column)."""
+        return _key_dist(np.sort(self.key, axis=1))
+
+    @property
+    def index(self):
+        """Columns of shape (n_rows, k), by increasing (value, column); -1 for empty slots."""
+        key = np.sort(self.key, axis=1)
+        return np.where(key == _EMPTY, -1, (key & _LOW).astype(np.intp))
+
+    def push(self, r0, D, c0):
+        """Merge the block ``D`` (rows ``r0:r0+len(D)``, columns ``c0:c0+D.shape[1]``)."""
+        m, n_cols = D.shape
+        start = 0
+        if not np.isfinite(self.threshold[r0 : r0 + m]).all():
+            # First columns: a partial sort of a narrow slice gives every row a
+            # threshold; then slices of doubling width, each of which holds about
+            # k new entries per row (fewer as the thresholds tighten).
+            start = min(n_cols, max(8 * self.k, 64))
+            self._dense(r0, D[:, :start], c0)
+        while start < n_cols:  # columns go up: a new entry never ties below a kept one
+            stop = 2 * start if 0 < start < n_cols // 2 else n_cols
+            self._sparse(r0, D[:, start:stop], c0 + start)
+            start = stop
+
+    def _sparse(self, r0, D, c0):
+        m, n_cols = D.shape
+        thr = self.threshold[r0 : r0 + m]
+        flat = np.flatnonzero(np.less(D, thr[:, None]))  # 1-d: far faster than a 2-d nonzero
+        if len(flat) == 0:
+            return
+        rows, cols = np.divmod(flat, n_cols)
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        counts = np.diff(np.r_[starts, len(rows)])
+        touched = rows[starts]
+        k = self.k
+        width = k + int(counts.max())
+        if width > 8 * k:  # loose thresholds in some row: a partial sort of the rows is cheaper
+            self._dense(r0, D, c0, touched)
+            return
+        vals = D.ravel()[flat] if D.flags.c_contiguous else D[rows, cols]
+        # Each touched row: its k keys, then its new ones, padded with empty slots.
+        g = r0 + touched
+        K = np.full((len(g), width), _EMPTY, dtype=np.uint64)
+        K[:, :k] = self.key[g]
+        which = np.repeat(np.arange(len(g)), counts)
+        position = k + np.arange(len(rows)) - np.repeat(starts, counts)
+        K[which, position] = _keys(vals, cols + c0)
+        self._keep(g, K)
+
+    def _dense(self, r0, D, c0, rows=None):
+        """Merge whole rows of ``D`` (``rows``: the local rows; all by default)."""
+        if rows is None:
+            g = np.arange(r0, r0 + D.shape[0])
+        else:
+            g, D = r0 + rows, D[rows]
+        new = _keys(D, np.arange(c0, c0 + D.shape[1]))
+        self._keep(g, np.concatenate([self.key[g], new], axis=1))
+
+    def _keep(self, g, K):
+        """Rows ``g`` keep the ``k`` smallest keys of ``K``."""
+        kept = np.partition(K, self.k - 1, axis=1)[:, : self.k]
+        self.key[g] = kept
+        self.threshold[g] = _key_dist(kept.max(axis=1))
+
+
+def _exclude_self(D, q0, c0):
+    """Set ``D[r, c] = inf`` where query ``q0 + r`` is base row ``c0 + c``."""
+    m, b = D.shape
+    r = np.arange(max(q0, c0), min(q0 + m, c0 + b))
+    if len(r):
+        D[r - q0, r - c0] = np.inf
+
+
+def _in_parallel(scan, n_queries, n_threads):
+    """Run ``scan(q0, q1)`` over contiguous groups of queries, one thread per group.
+
+    numpy's ufuncs, sorts and BLAS calls release the GIL, so the groups run at
+    once; BLAS is held to one thread meanwhile, so the threads do not
+    oversubscribe the cores. Returns the groups' results concatenated.
+    """
+    n_threads = max(1, min(n_threads, n_queries // 64))
+    if n_threads == 1:
+        return scan(0, n_queries)
+    bounds = np.linspace(0, n_queries, n_threads + 1).astype(int)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+        parts = list(pool.map(scan, bounds[:-1], bounds[1:]))
+    return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
+
+
+def scan_dequantized(queries, n_base, decode, k, *, metric, exclude_self, n_threads=1):
+    """Candidate neighbours of ``queries`` among codes decoded block by block.
+
+    Parameters
+    ----------
+    queries : ndarray of float32 of shape (n_queries, d)
+    n_base : int
+        Number of coded vectors.
+    decode : callable
+        ``decode(start, stop, out)`` writes the dequantised float32 rows
+        ``start:stop`` into ``out`` of shape (stop - start, d).
+    k : int
+        Candidates per query, ``1 <= k <= n_base`` (``n_base - 1`` with ``exclude_self``).
+    metric : {"euclidean", "cosine"}
+    exclude_self : bool
+        Queries are the base rows themselves: row ``i`` is not a candidate of query ``i``.
+    n_threads : int, default=1
+        Threads, each scanning a group of the queries.
+
+    Returns
+    -------
+    index : ndarray of intp of shape (n_queries, k)
+        By increasing scan distance (float32), ties by increasing index.
+    """
+    n_queries, d = queries.shape
+    Q = np.zeros((n_queries, d + 1), dtype=np.float32)
+    if metric == "euclidean":
+        np.multiply(queries, -2.0, out=Q[:, :d])
+        Q[:, d] = 1.0
+    else:  # cosine: rank by -cos, the block rows scaled to unit length
+        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+        np.divide(queries, np.where(norms > 0, norms, 1.0)[:, None], out=Q[:, :d])
+        np.negative(Q[:, :d], out=Q[:, :d])
+
+    def scan(g0, g1):
+        top = _TopK(g1 - g0, k)
+        rows = min(BLOCK_ROWS, n_base)
+        block = np.zeros((rows, d + 1), dtype=np.float32)
+        dist = np.empty((min(QUERY_ROWS, g1 - g0), rows), dtype=np.float32)
+        for c0 in range(0, n_base, rows):
+            c1 = min(n_base, c0 + rows)
+            B = block[: c1 - c0]
+            decode(c0, c1, B[:, :d])
+            sq = np.einsum("ij,ij->i", B[:, :d], B[:, :d])
+            if metric == "euclidean":
+                B[:, d] = sq
+            else:
+                norms = np.sqrt(sq)
+                B[:, :d] /= np.where(norms > 0, norms, 1.0)[:, None]
+            for q0 in range(g0, g1, QUERY_ROWS):
+                q1 = min(g1, q0 + QUERY_ROWS)
+                D = dist[: q1 - q0, : c1 - c0]
+                np.matmul(Q[q0:q1], B.T, out=D)
+                if exclude_self:
+                    _exclude_self(D, q0, c0)
+                top.push(q0 - g0, D, c0)
+        return top.index
+
+    return _in_parallel(scan, n_queries, n_threads)
+
+
+def bits_as_words(bits):
+    """Packed bits of shape (n, n_bytes) viewed as the widest unsigned words dividing ``n_bytes``."""
+    n_bytes = bits.shape[1]
+    for size, dtype in ((8, np.uint64), (4, np.uint32), (2, np.uint16)):
+        if n_bytes % size == 0:
+            return np.ascontiguousarray(bits).view(dtype)
+    return np.ascontiguousarray(bits)
+
+
+def scan_hamming(query_bits, base_bits, k, *, exclude_self, n_threads=1):
+    """Candidate neighbours by Hamming distance between packed sign bits.
+
+    Parameters
+    ----------
+    query_bits : ndarray of uint8 of shape (n_queries, n_bytes)
+    base_bits : ndarray of uint8 of shape (n_base, n_bytes)
+    k : int
+    exclude_self : bool
+    n_threads : int, default=1
+        Threads, each scanning a group of the queries.
+
+    Returns
+    -------
+    index : ndarray of intp of shape (n_queries, k)
+        By increasing Hamming distance, ties by increasing index.
+    hamming : ndarray of float32 of shape (n_queries, k)
+        The number of differing bits of each candidate.
+    """
+    qw, bw = bits_as_words(query_bits), bits_as_words(base_bits)
+    n_queries, n_words = qw.shape
+    n_base = bw.shape[0]
+    # XOR block of QUERY_ROWS x rows x n_words words: bounded at 4M words.
+    rows = max(1, min(BLOCK_ROWS, n_base, (1 << 22) // (QUERY_ROWS * n_words)))
+
+    def scan(g0, g1):
+        top = _TopK(g1 - g0, k)
+        for c0 in range(0, n_base, rows):
+            c1 = min(n_base, c0 + rows)
+            B = bw[c0:c1]
+            for q0 in range(g0, g1, QUERY_ROWS):
+                q1 = min(g1, q0 + QUERY_ROWS)
+                x = np.bitwise_xor(qw[q0:q1, None, :], B[None, :, :])
+                counts = np.bitwise_count(x)
+                if n_words == 1:
+                    D = counts[:, :, 0].astype(np.float32)
+                else:
+                    D = np.add.reduce(counts, axis=2, dtype=np.float32)
+                if exclude_self:
+                    _exclude_self(D, q0, c0)
+                top.push(q0 - g0, D, c0)
+        return top.index, top.dist
+
+    return _in_parallel(scan, n_queries, n_threads)
+
+
+def exact_distances(queries, base, index, metric):
+    """Distances of each query to its candidate rows, from the vectors themselves, in float64.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (n_queries, d)
+    base : callable or ndarray
+        An ndarray of shape (n_base, d), or ``base(index)`` returning the rows
+        ``index`` (any shape of indices) with a trailing axis of length d.
+    index : ndarray of intp of shape (n_queries, k)
+    metric : {"euclidean", "cosine"}
+
+    Returns
+    -------
+    dist : ndarray of float64 of shape (n_queries, k)
+    """
+    out = np.empty(index.shape, dtype=np.float64)
+    step = max(1, (1 << 22) // max(1, index.shape[1] * queries.shape[1]))
+    for q0 in range(0, len(queries), step):
+        q = queries[q0 : q0 + step].astype(np.float64)
+        idx = index[q0 : q0 + step]
+        rows = base(idx) if callable(base) else base[idx]
+        rows = rows.astype(np.float64)
+        if metric == "euclidean":
+            diff = rows - q[:, None, :]
+            out[q0 : q0 + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+        else:
+            qn = np.linalg.norm(q, axis=1)
+            rn = np.linalg.norm(rows, axis=2)
+            dot = np.einsum("ijk,ik->ij", rows, q)
+            denom = qn[:, None] * rn
+            cos = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
+            out[q0 : q0 + step] = np.clip(1.0 - cos, 0.0, 2.0)
+    return out
+
+
+def select_sorted(dist, index, k):
+    """The ``k`` smallest of each row, sorted by distance then index.
+
+    Parameters
+    ----------
+    dist : ndarray of shape (n_queries, m)
+    index : ndarray of intp of shape (n_queries, m), ``m >= k``
+    k : int
+
+    Returns
+    -------
+    dist, index : ndarrays of shape (n_queries, k)
+    """
+    by_index = np.argsort(index, axis=1)
+    dist = np.take_along_axis(dist, by_index, axis=1)
+    index = np.take_along_axis(index, by_index, axis=1)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]  # stable: ties stay by index
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(index, order, axis=1)
