@@ -1,0 +1,341 @@
+"""Optional matplotlib helpers for the estimators of ``unsup``.
+
+matplotlib is an optional dependency (the ``plot`` extra): it is imported
+only when a plotting function is called, and its absence gives a clear
+``ImportError`` saying how to install it. Every function draws on the
+``ax`` it is given (or a new one) and returns that ``ax``, as scikit-learn's
+``Display`` objects do, so plots compose into a user's own figures.
+"""
+
+from __future__ import annotations
+
+
+def _pyplot():
+    """Import ``matplotlib.pyplot`` lazily, with a clear message when it is missing."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
+        raise ImportError(
+            "unsup.plotting needs matplotlib: pip install matplotlib (or pip install 'unsup[plot]')"
+        ) from exc
+    return plt
+
+
+def _axes(ax):
+    """``ax`` itself, or the axes of a new figure when ``ax`` is None."""
+    if ax is None:
+        _, ax = _pyplot().subplots()
+    return ax
+
+
+def _codes_2d(Z, method, random_state):
+    """2-d coordinates for codes ``Z``: themselves when 2-d, else t-SNE or PCA of them."""
+    import numpy as np
+
+    Z = np.asarray(Z, dtype=float)
+    if Z.ndim != 2 or Z.shape[0] == 0:
+        raise ValueError(f"plot_latent needs a 2-d array of codes with at least one row; got shape {Z.shape}.")
+    if Z.shape[1] == 1:
+        return np.column_stack([Z[:, 0], np.zeros(len(Z))]), ("code 0", "")
+    if Z.shape[1] == 2:
+        return Z, ("code 0", "code 1")
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        return PCA(n_components=2, random_state=random_state).fit_transform(Z), ("PC 1 of the codes", "PC 2 of the codes")
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, max(1.0, (len(Z) - 1) / 3.0))
+        emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state).fit_transform(Z)
+        return emb, ("t-SNE 1", "t-SNE 2")
+    raise ValueError(f"method must be 'tsne' or 'pca'; got {method!r}.")
+
+
+def plot_latent(X, y=None, *, estimator=None, method="tsne", random_state=None, ax=None, colorbar=True, **scatter_kwargs):
+    """Scatter the latent codes of an encoder, coloured by label.
+
+    Codes of width 2 are drawn as they are (width 1 along a line); wider
+    codes are first mapped to the plane with t-SNE (``method="tsne"``,
+    neighbourhoods kept, as in the course) or PCA (``method="pca"``, linear
+    and fast).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or (n_samples, n_codes)
+        The data, encoded with ``estimator.transform`` when ``estimator`` is
+        given; else the codes themselves.
+    y : array-like of shape (n_samples,), default=None
+        Labels (or any values) that colour the points.
+    estimator : fitted transformer, default=None
+        E.g. a fitted :class:`~unsup.neural.Autoencoder`.
+    method : {"tsne", "pca"}, default="tsne"
+        How codes wider than 2 are mapped to the plane.
+    random_state : int, RandomState instance or None, default=None
+        Seeds t-SNE.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure's axes when None.
+    colorbar : bool, default=True
+        Add a colour bar (or a legend for up to 10 distinct integer labels)
+        when ``y`` is given.
+    **scatter_kwargs
+        Passed to ``ax.scatter`` (e.g. ``s``, ``cmap``, ``alpha``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+        With one ``PathCollection`` whose offsets are the plotted 2-d points.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from unsup.plotting import plot_latent
+    >>> Z = np.random.default_rng(0).normal(size=(30, 2))
+    >>> ax = plot_latent(Z, y=np.arange(30) % 3)
+    >>> ax.collections[0].get_offsets().shape
+    (30, 2)
+    """
+    import numpy as np
+
+    codes = estimator.transform(X) if estimator is not None else X
+    points, (xlabel, ylabel) = _codes_2d(np.asarray(codes), method, random_state)
+    if y is not None and len(y) != len(points):
+        raise ValueError(f"y has {len(y)} entries for {len(points)} points.")
+    ax = _axes(ax)
+    kwargs = {"s": 8, **scatter_kwargs}
+    if y is None:
+        ax.scatter(points[:, 0], points[:, 1], **kwargs)
+    else:
+        y = np.asarray(y)
+        discrete = y.dtype.kind in "iub" and len(np.unique(y)) <= 10
+        if discrete:
+            kwargs.setdefault("cmap", "tab10")
+            kwargs.setdefault("vmin", -0.5)
+            kwargs.setdefault("vmax", 9.5)
+        sc = ax.scatter(points[:, 0], points[:, 1], c=y, **kwargs)
+        if colorbar:
+            if discrete:
+                handles, labels = sc.legend_elements()
+                ax.legend(handles, labels, title="label", loc="best", fontsize="small")
+            else:
+                ax.figure.colorbar(sc, ax=ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return ax
+
+
+def plot_scores(X, y=None, *, estimator=None, threshold=None, bins=50, ax=None, **hist_kwargs):
+    """Histogram of anomaly scores, with the decision threshold.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or (n_samples,)
+        The data, scored with ``estimator.score_samples`` when ``estimator``
+        is given; else the scores themselves (higher = more normal, as
+        scikit-learn's ``score_samples``).
+    y : array-like of shape (n_samples,), default=None
+        Known labels, to draw inliers and outliers as two histograms: 1 or
+        True for an outlier (scikit-learn's -1 also counts as an outlier when
+        ``y`` holds -1 and +1).
+    estimator : fitted outlier detector, default=None
+        E.g. a fitted :class:`~unsup.neural.Autoencoder`; its ``offset_`` is
+        the default threshold.
+    threshold : float, default=None
+        Where to draw the threshold line (``estimator.offset_`` when None and
+        an estimator is given; no line otherwise).
+    bins : int or sequence, default=50
+        Passed to ``ax.hist`` (the same bin edges for both histograms).
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure's axes when None.
+    **hist_kwargs
+        Passed to ``ax.hist``.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from unsup.plotting import plot_scores
+    >>> scores = -np.abs(np.random.default_rng(0).normal(size=200))
+    >>> ax = plot_scores(scores, threshold=-2.0)
+    >>> float(ax.lines[0].get_xdata()[0])
+    -2.0
+    """
+    import numpy as np
+
+    if estimator is not None:
+        scores = np.asarray(estimator.score_samples(X), dtype=float)
+        if threshold is None:
+            threshold = getattr(estimator, "offset_", None)
+    else:
+        scores = np.asarray(X, dtype=float)
+        if scores.ndim != 1:
+            raise ValueError(f"Without an estimator, X must be a 1-d array of scores; got shape {scores.shape}.")
+    ax = _axes(ax)
+    edges = np.histogram_bin_edges(scores, bins=bins)
+    kwargs = {"alpha": 0.6, **hist_kwargs}
+    if y is None:
+        ax.hist(scores, bins=edges, **kwargs)
+    else:
+        y = np.asarray(y)
+        if len(y) != len(scores):
+            raise ValueError(f"y has {len(y)} entries for {len(scores)} scores.")
+        outlier = (y == -1) if set(np.unique(y).tolist()) <= {-1, 1} else y.astype(bool)
+        ax.hist(scores[~outlier], bins=edges, label=f"inliers ({int((~outlier).sum())})", **kwargs)
+        ax.hist(scores[outlier], bins=edges, label=f"outliers ({int(outlier.sum())})", **kwargs)
+    if threshold is not None:
+        flagged = int(np.sum(scores < threshold))
+        ax.axvline(float(threshold), color="k", linestyle="--", label=f"threshold ({flagged} below)")
+    ax.set_xlabel("score_samples (higher is more normal)")
+    ax.set_ylabel("count")
+    if y is not None or threshold is not None:
+        ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+def plot_dendrogram(
+    estimator_or_linkage,
+    *,
+    truncate_mode="auto",
+    p=30,
+    color_threshold=None,
+    orientation="top",
+    labels=None,
+    count_sort=False,
+    distance_sort=False,
+    show_leaf_counts=True,
+    max_leaf_labels=100,
+    leaf_rotation=None,
+    leaf_font_size=None,
+    above_threshold_color="C0",
+    ax=None,
+    **line_kwargs,
+):
+    """Draw the dendrogram of a hierarchical clustering, of any depth.
+
+    The layout is scipy's (``scipy.cluster.hierarchy.dendrogram``: the same
+    leaf order, link coordinates and colours) computed without recursion, so
+    a single-linkage chain of 20,000 samples draws where scipy's recursion
+    fails (scipy issue 7271). Links are drawn as one ``LineCollection`` per
+    colour, so large trees draw quickly.
+
+    Parameters
+    ----------
+    estimator_or_linkage : estimator or ndarray of shape (n_samples - 1, 4)
+        A fitted :class:`~unsup.cluster.AgglomerativeClustering` or
+        :class:`~unsup.cluster.DivisiveClustering` (or anything with
+        ``linkage_matrix_``, or scikit-learn's ``AgglomerativeClustering``
+        fitted with ``compute_distances=True``), or a linkage matrix in
+        scipy's format.
+    truncate_mode : {"auto", "lastp", "level"} or None, default="auto"
+        ``"lastp"``: only the last ``p`` merged clusters are leaves (labelled
+        with their sizes); ``"level"``: at most ``p`` levels below the root;
+        None: the whole tree. ``"auto"``: ``"lastp"`` when the tree has more
+        than ``p`` leaves, else the whole tree.
+    p : int, default=30
+        The truncation parameter.
+    color_threshold : float, default=None
+        Links below it are coloured by cluster. None: for an estimator, the
+        height that separates its fitted clusters (each gets a colour); for
+        a matrix, scipy's default ``0.7 * max height``.
+    orientation : {"top", "bottom", "left", "right"}, default="top"
+        Where the root is.
+    labels : sequence of str, default=None
+        Names of the samples (leaf labels); their indices otherwise.
+    count_sort, distance_sort : bool or {"ascending", "descending"}, default=False
+        Order of the two children of each link, as in scipy.
+    show_leaf_counts : bool, default=True
+        Label truncated leaves with their number of samples.
+    max_leaf_labels : int, default=100
+        Leaf labels are drawn only up to this many leaves.
+    leaf_rotation, leaf_font_size : float, default=None
+        Rotation and size of the leaf labels.
+    above_threshold_color : str, default="C0"
+        Colour of the links above ``color_threshold``.
+    ax : matplotlib Axes, default=None
+        Where to draw; a new figure's axes when None.
+    **line_kwargs
+        Passed to the ``LineCollection`` (e.g. ``linewidths``).
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from unsup.cluster import AgglomerativeClustering
+    >>> from unsup.plotting import plot_dendrogram
+    >>> X = np.random.default_rng(0).normal(size=(50, 2))
+    >>> ax = plot_dendrogram(AgglomerativeClustering(n_clusters=3).fit(X), p=10)
+    >>> len(ax.get_xticklabels())
+    10
+    """
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    from unsup.cluster._tree import dendrogram_layout, fitted_color_threshold, linkage_of
+
+    if orientation not in ("top", "bottom", "left", "right"):
+        raise ValueError(f"orientation must be 'top', 'bottom', 'left' or 'right'; got {orientation!r}.")
+    if truncate_mode not in ("auto", "lastp", "level", None):
+        raise ValueError(f"truncate_mode must be 'auto', 'lastp', 'level' or None; got {truncate_mode!r}.")
+    Z, n_clusters = linkage_of(estimator_or_linkage)
+    n = Z.shape[0] + 1
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries for a tree of {n} samples.")
+    if truncate_mode == "auto":
+        truncate_mode = "lastp" if n > p else None
+    if color_threshold is None and n_clusters is not None:
+        color_threshold = fitted_color_threshold(Z, n_clusters)
+    layout = dendrogram_layout(
+        Z,
+        truncate_mode=truncate_mode,
+        p=p,
+        color_threshold=color_threshold,
+        labels=labels,
+        count_sort=count_sort,
+        distance_sort=distance_sort,
+        show_leaf_counts=show_leaf_counts,
+        above_threshold_color=above_threshold_color,
+    )
+    ax = _axes(ax)
+    vertical = orientation in ("top", "bottom")
+    by_colour: dict = {}
+    for xs, ys, colour in zip(layout["icoord"], layout["dcoord"], layout["color_list"]):
+        points = list(zip(xs, ys)) if vertical else list(zip(ys, xs))
+        by_colour.setdefault(colour, []).append(points)
+    for colour, segments in by_colour.items():
+        ax.add_collection(LineCollection(segments, colors=colour, **line_kwargs))
+    n_leaves = len(layout["ivl"])
+    top = float(Z[:, 2].max()) if len(Z) else 0.0
+    top = top * 1.05 if top > 0 else 1.0
+    span, height = (0.0, 10.0 * n_leaves), (0.0, top)
+    ticks = 5.0 + 10.0 * np.arange(n_leaves)
+    show = n_leaves <= max_leaf_labels
+    if vertical:
+        ax.set_xlim(*span)
+        ax.set_ylim(*(height if orientation == "top" else height[::-1]))
+        ax.set_xticks(ticks if show else [])
+        if show:
+            ax.set_xticklabels(layout["ivl"], rotation=leaf_rotation, fontsize=leaf_font_size)
+        ax.set_ylabel("height")
+    else:
+        ax.set_ylim(*span)
+        ax.set_xlim(*(height if orientation == "right" else height[::-1]))
+        ax.set_yticks(ticks if show else [])
+        if show:
+            ax.set_yticklabels(layout["ivl"], rotation=leaf_rotation, fontsize=leaf_font_size)
+        ax.set_xlabel("height")
+    return ax
+
+
+__all__: list[str] = ["plot_dendrogram", "plot_latent", "plot_scores"]
