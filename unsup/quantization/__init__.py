@@ -25,9 +25,12 @@ Public names:
 - observers: :class:`MinMaxObserver`, :class:`MovingAverageMinMaxObserver`,
   :class:`PercentileObserver`, :class:`MSEObserver`, :class:`EntropyObserver`,
   named by ``OBSERVER_NAMES`` through :func:`get_observer`;
-- :class:`Quantizer`, the scikit-learn transformer (fit = calibrate).
+- :class:`Quantizer`, the scikit-learn transformer (fit = calibrate);
+- :class:`QuantizedEmbedding`, 8-, 4- and 1-bit codes of latent vectors
+  inside a Pipeline, searchable with ``kneighbors``.
 """
 
+from unsup.quantization._embedding import QuantizedEmbedding
 from unsup.quantization._functional import (
     EPS,
     N_BITS,
@@ -68,6 +71,7 @@ __all__ = [
     "MovingAverageMinMaxObserver",
     "Observer",
     "PercentileObserver",
+    "QuantizedEmbedding",
     "Quantizer",
     "calculate_qparams",
     "code_dtype",
