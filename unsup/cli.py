@@ -1024,6 +1024,9 @@ def save_demo_plots(output, *, Z, y, agglomerative, divisive, scores, is_anomaly
     saved and the line says so.
     """
     try:
+        # The package first: a submodule already imported would be found without it.
+        import matplotlib  # noqa: F401
+
         # Figure objects, not pyplot: no backend to choose, no window, no global state.
         from matplotlib.figure import Figure
     except ImportError:
