@@ -329,20 +329,6 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         )
         return self
 
-    def fit_predict(self, X, y=None):
-        """Fit and return ``labels_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), or (n_samples, n_samples) if metric="precomputed"
-        y : Ignored
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.fit(X).labels_
-
     def _grow(self, X, n_leaves):
         """Split clusters, the chosen one first, until there are ``n_leaves`` (or only singletons)."""
         n = X.shape[0]

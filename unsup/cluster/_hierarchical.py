@@ -583,20 +583,6 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
         self._log(f"cut into {self.n_clusters_} clusters in {time.perf_counter() - t0:.2f} s")
         return self
 
-    def fit_predict(self, X, y=None):
-        """Fit and return ``labels_``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features), or (n_samples, n_samples) if metric="precomputed"
-        y : Ignored
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        return self.fit(X).labels_
-
     # ----------------------------------------------------------------- cuts
     def _resolve_n_clusters(self, n_clusters, distance_threshold):
         if (n_clusters is None) == (distance_threshold is None):
