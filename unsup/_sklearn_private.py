@@ -7,9 +7,11 @@ them, this module is the only one to change.
 """
 
 from sklearn.base import _fit_context
+from sklearn.cluster._k_means_common import _inertia_dense
 from sklearn.cluster._k_means_lloyd import lloyd_iter_chunked_dense, lloyd_iter_chunked_sparse
 from sklearn.cluster._kmeans import (
     _is_same_clustering,
+    _kmeans_plusplus,
     _kmeans_single_lloyd,
     _labels_inertia_threadpool_limit,
 )
@@ -22,7 +24,9 @@ __all__ = [
     "StrOptions",
     "_check_sample_weight",
     "_fit_context",
+    "_inertia_dense",
     "_is_same_clustering",
+    "_kmeans_plusplus",
     "_kmeans_single_lloyd",
     "_labels_inertia_threadpool_limit",
     "_openmp_effective_n_threads",

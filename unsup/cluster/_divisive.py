@@ -12,7 +12,9 @@ Design constraints
   height below it), so heights are monotone.
 - Bisecting k-means is :class:`unsup.cluster.KMeans` with ``n_clusters=2``
   and the metric's centre rule, run on the cluster chosen by
-  ``bisecting_strategy``; DIANA is Kaufman & Rousseeuw's splinter-group
+  ``bisecting_strategy`` (for squared-euclidean costs, scikit-learn's Lloyd
+  core called directly on data centred once per fit, as ``BisectingKMeans``
+  does); DIANA is Kaufman & Rousseeuw's splinter-group
   procedure on the distance matrix of the cluster it splits (one cluster's
   matrix at a time, checked against the memory budget first).
 - ``predict`` descends the tree: at each split, the side whose centre is
@@ -34,17 +36,27 @@ from sklearn import config_context
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
+from sklearn.utils.extmath import row_norms
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 from threadpoolctl import ThreadpoolController
 
-from unsup._sklearn_private import Interval, StrOptions, _fit_context
+from unsup._sklearn_private import (
+    Interval,
+    StrOptions,
+    _fit_context,
+    _inertia_dense,
+    _is_same_clustering,
+    _kmeans_plusplus,
+    _kmeans_single_lloyd,
+    _openmp_effective_n_threads,
+)
 from unsup.cluster._hierarchical import (
     _iter_query_blocks,
     check_precomputed,
     format_bytes,
     memory_budget_bytes,
 )
-from unsup.cluster._kmeans import KMeans
+from unsup.cluster._kmeans import _MEAN_METRICS, KMeans
 from unsup.cluster._tree import _number_by_first_appearance, linkage_from_splits
 from unsup.metrics._centres import compute_centres
 from unsup.metrics._pairwise import _iter_blocks, pairwise_distances
@@ -54,6 +66,22 @@ __all__ = ["DivisiveClustering"]
 
 #: Below this many rows a bisection runs on one OpenMP thread.
 _SINGLE_THREAD_ROWS = 2048
+
+
+class _LloydData:
+    """What the squared-euclidean bisections share within one fit, computed once.
+
+    As scikit-learn's ``BisectingKMeans``: the data centred on its mean (for
+    accurate distances; a C-ordered copy, the caller's array is untouched),
+    the squared norms of its rows, unit sample weights and the OpenMP threads.
+    """
+
+    def __init__(self, X):
+        self.mean = X.mean(axis=0)
+        self.Xc = np.subtract(X, self.mean, order="C")
+        self.sq_norms = row_norms(self.Xc, squared=True)
+        self.weights = np.ones(X.shape[0], dtype=self.Xc.dtype)
+        self.n_threads = _openmp_effective_n_threads()
 
 
 class _Bisection(KMeans):
@@ -318,11 +346,19 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         self._budget = memory_budget_bytes(self.memory_budget)
         self._threadpools = None
+        # Squared-euclidean bisections call scikit-learn's Lloyd core directly, on
+        # data centred once (unsup's KMeans would validate and centre each part).
+        lloyd = self.method == "bisecting" and metric.name in _MEAN_METRICS
+        self._lloyd = _LloydData(X) if lloyd else None
 
         t_fit = time.perf_counter()
-        self._grow(X, n if self.compute_full_tree else self.n_clusters)
-        self._threadpools = None  # holds library handles: not part of the fitted state
-        self._finish(X)
+        try:
+            self._grow(X, n if self.compute_full_tree else self.n_clusters)
+            self._finish(X)
+        finally:
+            # library handles and a copy of the data: not part of the fitted state
+            self._threadpools = None
+            self._lloyd = None
         self._log(
             f"{len(self._splits)} splits in {time.perf_counter() - t_fit:.2f} s; "
             f"{self.n_clusters} clusters, inertia {self.inertia_:.6g}"
@@ -340,7 +376,11 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         self._splits = []               # (parent, left, right), in order
         self._split_costs = []
         self._n_iter = []
-        if self.method == "bisecting":
+        if self._lloyd is not None:
+            centre, cost = self._lloyd.mean.copy(), float(self._lloyd.sq_norms.sum())
+            self._centres = [centre]
+            self._costs = [cost]
+        elif self.method == "bisecting":
             centre, cost = self._centre_cost(X, root)
             self._centres = [centre]
             self._costs = [cost]
@@ -413,6 +453,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         return centre[0], float(self._point_costs(Xs, centre, labels).sum())
 
     def _bisect(self, X, v):
+        if self._lloyd is not None:
+            return self._bisect_lloyd(X, v)
         idx = self._members[v]
         Xs = X[idx]
         km = _Bisection(
@@ -458,6 +500,56 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
                 costs = list(np.bincount(labels, weights=self._point_costs(Xs, centres, labels), minlength=2))
         parts = [idx[labels == 0], idx[labels == 1]]
         return self._add_children(v, parts, centres, costs, self._costs[v])
+
+    def _bisect_lloyd(self, X, v):
+        """Bisect node ``v`` (squared euclidean) as ``BisectingKMeans._bisect`` does.
+
+        scikit-learn's initialisation (``init``, drawing from the same random
+        stream) and Lloyd core run on the rows of the data centred once per
+        fit; ``tol`` goes to the core unscaled (see :class:`_Bisection`). Of
+        ``n_init`` runs the one of least inertia is kept, by unsup's KMeans rule.
+        """
+        data = self._lloyd
+        idx = self._members[v]
+        m = len(idx)
+        Xs = data.Xc[idx]
+        norms = data.sq_norms[idx]
+        w = data.weights[:m]
+        # A small cluster fills few of scikit-learn's 256-row chunks: more
+        # OpenMP threads would mostly wait at the barriers.
+        n_threads = 1 if m < _SINGLE_THREAD_ROWS else data.n_threads
+        rs = self._random_state
+        best = None
+        for _ in range(self.n_init):
+            if self.init == "k-means++":
+                centres_init, _ = _kmeans_plusplus(
+                    Xs, 2, x_squared_norms=norms, sample_weight=w, random_state=rs
+                )
+            else:
+                centres_init = Xs[rs.choice(m, size=2, replace=False, p=w / w.sum())]
+            run = _kmeans_single_lloyd(
+                Xs, w, centres_init, max_iter=self.max_iter, verbose=False,
+                tol=float(self.tol), n_threads=n_threads,
+            )
+            if best is None or (run[1] < best[1] and not _is_same_clustering(run[0], best[0], 2)):
+                best = run
+        labels, inertia, centres, n_iter = best
+        self._n_iter.append(n_iter)
+        sizes = np.bincount(labels, minlength=2)
+        if sizes[0] == 0 or sizes[1] == 0:  # all samples alike: split one off, at no gain
+            labels = np.zeros(m, dtype=np.int32)
+            labels[0] = 1
+            centres = np.vstack([X[idx[0]], X[idx[0]]])
+            costs = [self._costs[v], 0.0]
+        else:
+            # The inertia is the sum of both parts' SSE: sum the smaller part only.
+            small = int(sizes[1] < sizes[0])
+            costs = [0.0, 0.0]
+            costs[small] = float(_inertia_dense(Xs, w, centres, labels, n_threads, single_label=small))
+            costs[1 - small] = max(float(inertia) - costs[small], 0.0)
+            centres = centres + data.mean
+        ones = labels.astype(bool)
+        return self._add_children(v, [idx[~ones], idx[ones]], centres, costs, self._costs[v])
 
     def _distance_matrix(self, X, idx):
         m = len(idx)
@@ -565,7 +657,14 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             else:
                 centres = compute_centres(X, labels, k, metric=metric)
             self.cluster_centers_ = centres
-            self.inertia_ = float(self._point_costs(X, centres, labels).sum())
+            if self._lloyd is not None:
+                data = self._lloyd
+                self.inertia_ = float(_inertia_dense(
+                    data.Xc, data.weights, np.ascontiguousarray(centres - data.mean),
+                    labels.astype(np.int32), data.n_threads,
+                ))
+            else:
+                self.inertia_ = float(self._point_costs(X, centres, labels).sum())
         self._predict_state = self._descent_state(k, heads, X)
         if metric is not None:
             self._fit_X = X if self.method == "diana" else None
