@@ -19,7 +19,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 rng = np.random.default_rng(0)
 X = rng.standard_normal((240, 2)) @ rng.standard_normal((2, 6)) + 0.1 * rng.standard_normal((240, 6))
-SMALL = dict(hidden_layer_sizes=(16,), max_epochs=40, random_state=0)
+SMALL = dict(hidden_layer_sizes=(16,), batch_size=64, max_epochs=40, random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -71,6 +71,13 @@ class Autoencoder(BaseNeuralEstimator):
     contamination : float, default=0.1
         Expected fraction of outliers in the training data, in (0, 0.5]:
         ``offset_`` is the matching percentile of the training scores.
+    trim_fraction : float, default=0.1
+        Fraction of each batch's rows left out of the training loss: those
+        it reconstructs worst (a trimmed mean, as least trimmed squares).
+        Outliers in the training data then do not teach the network to
+        reconstruct them, which sharpens the anomaly scores, and rows with
+        extreme standardised values do not dominate the fit. ``0`` trains on
+        the plain mean. The validation loss of early stopping is not trimmed.
     scale : bool, default=True
         Standardise the inputs with the training mean and standard deviation
         (a constant column is only centred). The reconstruction error is then
@@ -165,6 +172,7 @@ class Autoencoder(BaseNeuralEstimator):
         validation_fraction=0.1,
         n_iter_no_change=10,
         contamination=0.1,
+        trim_fraction=0.1,
         scale=True,
         qat=None,
         device="cpu",
@@ -187,6 +195,7 @@ class Autoencoder(BaseNeuralEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.contamination = contamination
+        self.trim_fraction = trim_fraction
         self.scale = scale
         self.qat = qat
         self.device = device
@@ -202,7 +211,7 @@ class Autoencoder(BaseNeuralEstimator):
     def _batch_loss(self, xb):
         z = self.encoder_(self._corrupt(xb))
         diff = self.decoder_(self._latent(z)) - xb
-        return (diff * diff).mean() + self._sparsity_penalty(z)
+        return self._trimmed_mean((diff * diff).mean(dim=1)) + self._sparsity_penalty(z)
 
     def _sample_loss(self, xs):
         diff = self._reconstruct_std(xs) - xs

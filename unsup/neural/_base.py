@@ -27,6 +27,8 @@ Design constraints
 
 from __future__ import annotations
 
+import math
+
 import copy
 import warnings
 from numbers import Integral, Real
@@ -94,6 +96,21 @@ def _column_stats(X):
     return mean, np.sqrt(squares / n)
 
 
+def _column_stats_on_device(rows):
+    """:func:`_column_stats` of a tensor on an accelerator, computed there (float64 sums)."""
+    n, d = rows.shape
+    step = max(1, (1 << 24) // max(d, 1))
+    total = torch.zeros(d, dtype=torch.float64, device=rows.device)
+    for start in range(0, n, step):
+        total += rows[start : start + step].sum(dim=0, dtype=torch.float64)
+    mean = total / n
+    squares = torch.zeros_like(total)
+    for start in range(0, n, step):
+        diff = rows[start : start + step].double() - mean
+        squares += (diff * diff).sum(dim=0)
+    return mean.cpu().numpy(), torch.sqrt(squares / n).cpu().numpy()
+
+
 class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
     """Shared machinery of :class:`Autoencoder` and :class:`VariationalAutoencoder`.
 
@@ -118,6 +135,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
+        "trim_fraction": [Interval(Real, 0, 0.5, closed="both")],
         "scale": ["boolean"],
         "qat": [dict, None],
         "device": [StrOptions(set(DEVICES))],
@@ -176,8 +194,24 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         return validate_data(self, X, dtype=[np.float64, np.float32], reset=reset)
 
     # ---------------------------------------------------------- data helpers
-    def _standardise(self, X) -> torch.Tensor:
-        """Rows of validated ``X`` standardised into a float32 tensor on the fitted device."""
+    def _device_rows(self, X) -> torch.Tensor | None:
+        """Validated ``X`` copied to the fitted accelerator in its own dtype; None on the CPU."""
+        if self._device.type == "cpu":
+            return None
+        return torch.from_numpy(X).to(self._device)
+
+    def _standardise(self, X, rows=None) -> torch.Tensor:
+        """Rows of validated ``X`` standardised into a float32 tensor on the fitted device.
+
+        On an accelerator ``X`` travels as it is (``rows``: already there) and
+        is standardised there, with the same arithmetic in the dtype of ``X``
+        as on the CPU, so the values are the same.
+        """
+        if self._device.type != "cpu":
+            rows = self._device_rows(X) if rows is None else rows
+            mean = torch.as_tensor(self.mean_.astype(X.dtype), device=self._device)
+            scale = torch.as_tensor(self.scale_.astype(X.dtype), device=self._device)
+            return ((rows - mean) / scale).to(torch.float32)
         out = np.empty(X.shape, dtype=np.float32)
         mean, scale = self.mean_.astype(X.dtype), self.scale_.astype(X.dtype)
         for start in range(0, X.shape[0], _CHUNK):
@@ -247,6 +281,19 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         keep = torch.empty_like(xb).bernoulli_(1.0 - self.noise, generator=self._device_generator)
         return xb * keep  # standardised: a masked input is set to the training mean
 
+    def _trimmed_mean(self, losses: torch.Tensor) -> torch.Tensor:
+        """Mean of the ``1 - trim_fraction`` smallest per-row losses of a batch (at least one row).
+
+        The rows a batch reconstructs worst, the likely outliers, give no
+        gradient, so the network is not taught to reconstruct them: a
+        least-trimmed-squares loss. ``trim_fraction=0`` is the plain mean.
+        """
+        n = losses.shape[0]
+        keep = max(1, math.ceil((1.0 - self.trim_fraction) * n - 1e-9))
+        if keep >= n:
+            return losses.mean()
+        return torch.topk(losses, keep, largest=False, sorted=False).values.mean()
+
     def _sparsity_penalty(self, code: torch.Tensor) -> torch.Tensor | float:
         if self.kind != "sparse" or self.sparsity == 0:
             return 0.0
@@ -254,14 +301,19 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
 
     # ------------------------------------------------------------ building
     def _initialise(self, X):
-        """Scaling statistics, generators and fresh modules for validated ``X``."""
+        """Scaling statistics, generators and fresh modules for validated ``X``.
+
+        Returns ``X`` on the fitted accelerator (None on the CPU), where the
+        statistics were computed, for :meth:`_standardise`.
+        """
         self._device = resolve_device(self.device)
         self.device_ = str(self._device)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         self._generator, self._device_generator = make_generators(seed, self._device)
         n_features = X.shape[1]
+        rows = self._device_rows(X)
         if self.scale:
-            mean, std = _column_stats(X)
+            mean, std = _column_stats(X) if rows is None else _column_stats_on_device(rows)
             tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
             std[~(std > tiny)] = 1.0  # constant columns (or round-off) are not divided by ~0
             self.mean_, self.scale_ = mean, std
@@ -285,6 +337,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         self.loss_curve_, self.validation_scores_ = [], []
         self.best_loss_ = np.inf
         self.n_iter_ = 0
+        return rows
 
     def _modules(self):
         return [self.encoder_, self.decoder_, self.latent_quantizer_]
@@ -362,8 +415,9 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         """
         X = self._validate(X, reset=True)
         self._check_params_vs_input()
-        self._initialise(X)
-        xs = self._standardise(X)
+        rows = self._initialise(X)
+        xs = self._standardise(X, rows)
+        del rows
         fraction = self.validation_fraction if self.early_stopping else 0.0
         train_idx, val_idx = split_validation(xs.shape[0], fraction, self._generator)
         if val_idx is None:
@@ -404,10 +458,11 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
                 "on the float model, then quantize again."
             )
         X = self._validate(X, reset=first)
+        rows = None
         if first:
             self._check_params_vs_input()
-            self._initialise(X)
-        xs = self._standardise(X)
+            rows = self._initialise(X)
+        xs = self._standardise(X, rows)
         self._train(xs, X_val=None, max_epochs=1, n_iter_no_change=2, warn=False)
         self._finish(xs)
         return self
