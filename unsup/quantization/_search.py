@@ -30,10 +30,11 @@ Design constraints:
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 __all__ = [
     "BLOCK_ROWS",
@@ -161,6 +162,28 @@ def _exclude_self(D, q0, c0):
         D[r - q0, r - c0] = np.inf
 
 
+_LOCK = threading.Lock()
+_POOL: ThreadPoolExecutor | None = None
+_CONTROLLER: ThreadpoolController | None = None
+
+
+def _pool_and_controller(n_threads):
+    """The module's thread pool (remade when ``n_threads`` changes) and threadpoolctl controller.
+
+    Both are made once: a new pool costs thread starts on every search, and a
+    new controller reads ``/proc/self/maps`` (milliseconds) to find the BLAS.
+    """
+    global _POOL, _CONTROLLER
+    with _LOCK:
+        if _POOL is None or _POOL._max_workers != n_threads:
+            if _POOL is not None:
+                _POOL.shutdown(wait=False)
+            _POOL = ThreadPoolExecutor(n_threads, thread_name_prefix="unsup-search")
+        if _CONTROLLER is None:
+            _CONTROLLER = ThreadpoolController()
+        return _POOL, _CONTROLLER
+
+
 def _in_parallel(scan, n_queries, n_threads):
     """Run ``scan(q0, q1)`` over contiguous groups of queries, one thread per group.
 
@@ -172,7 +195,8 @@ def _in_parallel(scan, n_queries, n_threads):
     if n_threads == 1:
         return scan(0, n_queries)
     bounds = np.linspace(0, n_queries, n_threads + 1).astype(int)
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(n_threads) as pool:
+    pool, controller = _pool_and_controller(n_threads)
+    with controller.limit(limits=1, user_api="blas"):
         parts = list(pool.map(scan, bounds[:-1], bounds[1:]))
     return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
 
