@@ -334,7 +334,9 @@ def exact_distances(queries, base, index, metric):
     dist : ndarray of float64 of shape (n_queries, k)
     """
     out = np.empty(index.shape, dtype=np.float64)
-    step = max(1, (1 << 22) // max(1, index.shape[1] * queries.shape[1]))
+    # Chunks of 2**16 gathered values (512 KiB of float64 per temporary) stay in
+    # cache; larger ones are fresh memory each time (4-5x slower here at 40 candidates).
+    step = max(1, (1 << 16) // max(1, index.shape[1] * queries.shape[1]))
     for q0 in range(0, len(queries), step):
         q = queries[q0 : q0 + step].astype(np.float64)
         idx = index[q0 : q0 + step]
