@@ -347,8 +347,23 @@ def test_scan_blocks_do_not_change_the_answer(monkeypatch, n_bits, keep_float):
         np.testing.assert_array_equal(i1, i2)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_one_block_scan_breaks_ties_by_row(monkeypatch, metric):
+    """A base that fits one block takes torch.topk's candidates; rows tied at the
+    k-th distance are re-selected so that lower rows win, as the blockwise scan does."""
+    g = np.random.default_rng(5)
+    V = g.integers(-2, 3, (400, 3)).astype(np.float32)  # 125 distinct points: ties everywhere
+    qe = QuantizedEmbedding(n_bits=8).fit(V)
+    decode = qe._decoder()
+    one_block = search.scan_dequantized(V, len(V), decode, 9, metric=metric, exclude_self=True)
+    monkeypatch.setattr(search, "BLOCK_ROWS", 64)
+    blockwise = search.scan_dequantized(V, len(V), decode, 9, metric=metric, exclude_self=True)
+    np.testing.assert_array_equal(one_block, blockwise)
+
+
 @pytest.mark.parametrize("exclude_self", [False, True])
-def test_threads_do_not_change_the_scan(exclude_self):
+def test_threads_do_not_change_the_scan(monkeypatch, exclude_self):
+    monkeypatch.setattr(search, "BLOCK_ROWS", 128)  # the blockwise scan, which threads share
     g = np.random.default_rng(2)
     V = g.standard_normal((700, 9)).astype(np.float32)
     qe = QuantizedEmbedding(n_bits=8).fit(V)

@@ -16,7 +16,9 @@ Design constraints:
   yields ``|x|² − 2 q·x``, the squared euclidean distance less the query's
   constant ``|q|²``.
 - Groups of queries are scanned by parallel threads (numpy releases the GIL;
-  BLAS is held to one thread meanwhile).
+  BLAS is held to one thread meanwhile). A base that fits one block is
+  decoded once and each chunk of queries takes its top-k from ``torch.topk``
+  (threaded itself), with the rows whose k-th value ties re-selected by keys.
 - 1-bit codes (sign bits, packed) are scanned with XOR and ``np.bitwise_count``
   on the widest unsigned words that divide a row's bytes.
 - The top-k of every query is kept across blocks by a threshold filter: once a
@@ -34,6 +36,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import torch
 from threadpoolctl import ThreadpoolController
 
 __all__ = [
@@ -167,21 +170,26 @@ _POOL: ThreadPoolExecutor | None = None
 _CONTROLLER: ThreadpoolController | None = None
 
 
-def _pool_and_controller(n_threads):
-    """The module's thread pool (remade when ``n_threads`` changes) and threadpoolctl controller.
-
-    Both are made once: a new pool costs thread starts on every search, and a
-    new controller reads ``/proc/self/maps`` (milliseconds) to find the BLAS.
-    """
-    global _POOL, _CONTROLLER
+def _pool(n_threads):
+    """The module's thread pool, made once (remade when ``n_threads`` changes): a new
+    pool on every search would cost thread starts each time."""
+    global _POOL
     with _LOCK:
         if _POOL is None or _POOL._max_workers != n_threads:
             if _POOL is not None:
                 _POOL.shutdown(wait=False)
             _POOL = ThreadPoolExecutor(n_threads, thread_name_prefix="unsup-search")
+        return _POOL
+
+
+def _controller():
+    """One threadpoolctl controller per process: making one reads ``/proc/self/maps``
+    (milliseconds) to find the BLAS."""
+    global _CONTROLLER
+    with _LOCK:
         if _CONTROLLER is None:
             _CONTROLLER = ThreadpoolController()
-        return _POOL, _CONTROLLER
+        return _CONTROLLER
 
 
 def _in_parallel(scan, n_queries, n_threads):
@@ -195,8 +203,8 @@ def _in_parallel(scan, n_queries, n_threads):
     if n_threads == 1:
         return scan(0, n_queries)
     bounds = np.linspace(0, n_queries, n_threads + 1).astype(int)
-    pool, controller = _pool_and_controller(n_threads)
-    with controller.limit(limits=1, user_api="blas"):
+    pool = _pool(n_threads)
+    with _controller().limit(limits=1, user_api="blas"):
         parts = list(pool.map(scan, bounds[:-1], bounds[1:]))
     return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
 
@@ -235,6 +243,18 @@ def scan_dequantized(queries, n_base, decode, k, *, metric, exclude_self, n_thre
         np.divide(queries, np.where(norms > 0, norms, 1.0)[:, None], out=Q[:, :d])
         np.negative(Q[:, :d], out=Q[:, :d])
 
+    def prepare(B):
+        """Fill the last column of block ``B`` with squared norms (euclidean) or normalise its rows (cosine)."""
+        sq = np.einsum("ij,ij->i", B[:, :d], B[:, :d])
+        if metric == "euclidean":
+            B[:, d] = sq
+        else:
+            norms = np.sqrt(sq)
+            B[:, :d] /= np.where(norms > 0, norms, 1.0)[:, None]
+
+    if n_base <= BLOCK_ROWS:
+        return _scan_one_block(Q, n_base, decode, prepare, k, exclude_self)
+
     def scan(g0, g1):
         top = _TopK(g1 - g0, k)
         rows = min(BLOCK_ROWS, n_base)
@@ -244,12 +264,7 @@ def scan_dequantized(queries, n_base, decode, k, *, metric, exclude_self, n_thre
             c1 = min(n_base, c0 + rows)
             B = block[: c1 - c0]
             decode(c0, c1, B[:, :d])
-            sq = np.einsum("ij,ij->i", B[:, :d], B[:, :d])
-            if metric == "euclidean":
-                B[:, d] = sq
-            else:
-                norms = np.sqrt(sq)
-                B[:, :d] /= np.where(norms > 0, norms, 1.0)[:, None]
+            prepare(B)
             for q0 in range(g0, g1, QUERY_ROWS):
                 q1 = min(g1, q0 + QUERY_ROWS)
                 D = dist[: q1 - q0, : c1 - c0]
@@ -260,6 +275,50 @@ def scan_dequantized(queries, n_base, decode, k, *, metric, exclude_self, n_thre
         return top.index
 
     return _in_parallel(scan, n_queries, n_threads)
+
+
+def _scan_one_block(Q, n_base, decode, prepare, k, exclude_self):
+    """:func:`scan_dequantized` for a base that fits one block: decoded once, no merging.
+
+    Each chunk of queries gets its whole distance block from one matrix
+    product (numpy's, as the blockwise scan, so the distances are the same
+    bits) and its ``k + 1`` smallest entries from ``torch.topk`` (threaded
+    C++, several times faster than a keyed partial sort in numpy). The product
+    runs on one BLAS thread: BLAS threads still spinning after it would slow
+    torch's (2x on two cores). ``topk`` breaks ties arbitrarily, so a row
+    whose k-th and (k+1)-th smallest values are equal is selected again by
+    (distance, index) keys; the result is the same as the blockwise scan's.
+    """
+    d = Q.shape[1] - 1
+    B = np.zeros((n_base, d + 1), dtype=np.float32)
+    decode(0, n_base, B[:, :d])
+    prepare(B)
+    controller = _controller()
+    n_queries = Q.shape[0]
+    index = np.empty((n_queries, k), dtype=np.intp)
+    width = min(k + 1, n_base)  # one more than k shows a tie across the k-th place
+    step = max(1, (1 << 22) // n_base)  # distance blocks of 16 MB at most
+    for q0 in range(0, n_queries, step):
+        q1 = min(n_queries, q0 + step)
+        with controller.limit(limits=1, user_api="blas"):
+            D = Q[q0:q1] @ B.T
+        if exclude_self:
+            _exclude_self(D, q0, 0)
+        values, columns = torch.topk(torch.from_numpy(D), width, dim=1, largest=False, sorted=False)
+        values, columns = values.numpy(), columns.numpy()
+        order = np.argsort(values, axis=1)
+        values = np.take_along_axis(values, order, axis=1)
+        columns = np.take_along_axis(columns, order, axis=1)
+        key = _keys(values[:, :k], columns[:, :k])
+        if width > k:
+            ambiguous = np.flatnonzero(values[:, k] == values[:, k - 1])
+            if len(ambiguous):
+                top = _TopK(len(ambiguous), k)
+                top._dense(0, D[ambiguous], 0)
+                key[ambiguous] = top.key
+        key.sort(axis=1)
+        index[q0:q1] = (key & _LOW).astype(np.intp)
+    return index
 
 
 def bits_as_words(bits):
@@ -335,24 +394,35 @@ def exact_distances(queries, base, index, metric):
     """
     out = np.empty(index.shape, dtype=np.float64)
     # Chunks of 2**16 gathered values (512 KiB of float64 per temporary) stay in
-    # cache; larger ones are fresh memory each time (4-5x slower here at 40 candidates).
-    step = max(1, (1 << 16) // max(1, index.shape[1] * queries.shape[1]))
-    for q0 in range(0, len(queries), step):
-        q = queries[q0 : q0 + step].astype(np.float64)
-        idx = index[q0 : q0 + step]
-        rows = base(idx) if callable(base) else base[idx]
-        rows = rows.astype(np.float64)
-        if metric == "euclidean":
-            diff = rows - q[:, None, :]
-            out[q0 : q0 + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-        else:
-            qn = np.linalg.norm(q, axis=1)
-            rn = np.linalg.norm(rows, axis=2)
-            dot = np.einsum("ijk,ik->ij", rows, q)
-            denom = qn[:, None] * rn
-            cos = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
-            out[q0 : q0 + step] = np.clip(1.0 - cos, 0.0, 2.0)
+    # cache; larger ones are fresh memory each time (4-5x slower here at 40
+    # candidates). A callable base decodes 16x more rows per call (its fixed cost).
+    per_row = max(1, index.shape[1] * queries.shape[1])
+    step = max(1, (1 << 16) // per_row)
+    decode_step = step * 16 if callable(base) else step
+    for d0 in range(0, len(queries), decode_step):
+        decoded = base(index[d0 : d0 + decode_step]) if callable(base) else None
+        for q0 in range(d0, min(len(queries), d0 + decode_step), step):
+            _exact_chunk(queries, base, decoded, d0, q0, step, index, metric, out)
     return out
+
+
+def _exact_chunk(queries, base, decoded, d0, q0, step, index, metric, out):
+    """Rows ``q0:q0+step`` of :func:`exact_distances` (``decoded``: the callable base's
+    rows of ``index[d0:...]``, or None for an array base)."""
+    q = queries[q0 : q0 + step].astype(np.float64)
+    idx = index[q0 : q0 + step]
+    rows = base[idx] if decoded is None else decoded[q0 - d0 : q0 - d0 + step]
+    rows = rows.astype(np.float64)
+    if metric == "euclidean":
+        diff = rows - q[:, None, :]
+        out[q0 : q0 + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    else:
+        qn = np.linalg.norm(q, axis=1)
+        rn = np.linalg.norm(rows, axis=2)
+        dot = np.einsum("ijk,ik->ij", rows, q)
+        denom = qn[:, None] * rn
+        cos = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
+        out[q0 : q0 + step] = np.clip(1.0 - cos, 0.0, 2.0)
 
 
 def select_sorted(dist, index, k):
