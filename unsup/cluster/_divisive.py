@@ -38,7 +38,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.extmath import row_norms
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
-from threadpoolctl import ThreadpoolController
 
 from unsup._sklearn_private import (
     Interval,
@@ -61,6 +60,7 @@ from unsup.cluster._tree import _number_by_first_appearance, linkage_from_splits
 from unsup.metrics._centres import compute_centres
 from unsup.metrics._pairwise import _iter_blocks, pairwise_distances
 from unsup.metrics._registry import METRIC_NAMES, get_metric
+from unsup.utils._threads import threadpool_controller
 
 __all__ = ["DivisiveClustering"]
 
@@ -345,7 +345,6 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         self._metric = metric
         self._random_state = check_random_state(self.random_state)
         self._budget = memory_budget_bytes(self.memory_budget)
-        self._threadpools = None
         # Squared-euclidean bisections call scikit-learn's Lloyd core directly, on
         # data centred once (unsup's KMeans would validate and centre each part).
         lloyd = self.method == "bisecting" and metric.name in _MEAN_METRICS
@@ -356,8 +355,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             self._grow(X, n if self.compute_full_tree else self.n_clusters)
             self._finish(X)
         finally:
-            # library handles and a copy of the data: not part of the fitted state
-            self._threadpools = None
+            # a copy of the data: not part of the fitted state
             self._lloyd = None
         self._log(
             f"{len(self._splits)} splits in {time.perf_counter() - t_fit:.2f} s; "
@@ -469,12 +467,9 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         )
         # A small cluster fills few of scikit-learn's 256-row chunks: more
         # OpenMP threads would mostly wait at the barriers (badly so on a busy
-        # machine). The controller is made once per fit (finding the libraries
-        # reads /proc each time).
+        # machine).
         if len(idx) < _SINGLE_THREAD_ROWS:
-            if self._threadpools is None:
-                self._threadpools = ThreadpoolController()
-            limit = self._threadpools.limit(limits=1, user_api="openmp")
+            limit = threadpool_controller().limit(limits=1, user_api="openmp")
         else:
             limit = contextlib.nullcontext()
         # X was validated by fit: KMeans need not scan each part for NaN again.

@@ -45,12 +45,12 @@ Design constraints
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from scipy import linalg
 
 from unsup._sklearn_private import _openmp_effective_n_threads
+from unsup.utils._threads import thread_pool, threadpool_controller
 
 # Working memory of one block of rows (per thread), in bytes: near the L2 cache.
 _BLOCK_BYTES = 2 * 2**20
@@ -163,24 +163,11 @@ def map_blocks(data: EMData, fn):
     n_threads = min(_openmp_effective_n_threads(), len(blocks))
     # One BLAS thread per block: the products are small, and BLAS threads
     # waiting on each other cost far more than they give on a busy machine.
-    with _blas_controller().limit(limits=1, user_api="blas"):
+    with threadpool_controller().limit(limits=1, user_api="blas"):
         if n_threads <= 1:
             return [fn(start, stop) for start, stop in blocks]
-        with ThreadPoolExecutor(n_threads) as pool:
-            return list(pool.map(lambda b: fn(*b), blocks))
-
-
-_CONTROLLER = None
-
-
-def _blas_controller():
-    """One ``threadpoolctl`` controller for the process (finding the libraries takes time)."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER
+        pool = thread_pool("em", _openmp_effective_n_threads())  # one size per process, not per call
+        return list(pool.map(lambda b: fn(*b), blocks))
 
 
 # --------------------------------------------------------------- precisions
@@ -209,7 +196,7 @@ def precision_cholesky(covariances, covariance_type, data_dtype=None):
         mats = covariances.reshape(-1, *covariances.shape[-2:])
         out = np.empty_like(mats)
         eye = np.eye(mats.shape[-1], dtype=mats.dtype)
-        with _blas_controller().limit(limits=1, user_api="blas"):  # small matrices: threads only cost
+        with threadpool_controller().limit(limits=1, user_api="blas"):  # small matrices: threads only cost
             for j, cov in enumerate(mats):
                 try:
                     cov_chol = linalg.cholesky(cov, lower=True)

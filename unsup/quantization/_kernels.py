@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.utils import assert_all_finite
 
 from unsup._sklearn_private import _openmp_effective_n_threads
+from unsup.utils._threads import thread_pool
 
 __all__ = [
     "CHUNK",
@@ -136,21 +136,6 @@ def _blocks(shape, params):
     )
 
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
-
-
-def _pool(n_threads):
-    """The module's thread pool, (re)made with ``n_threads`` workers when that changes."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers != n_threads:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="unsup-quant")
-        return _POOL
-
-
 def run_chunks(work, blocks, make_scratch=None):
     """Call ``work(block, scratch)`` for every block, shared among threads.
 
@@ -203,7 +188,7 @@ def run_chunks(work, blocks, make_scratch=None):
             with lock:
                 failed.append(exc)
 
-    pool = _pool(n_threads - 1)
+    pool = thread_pool("quant", n_threads - 1)
     futures = [pool.submit(worker, None) for _ in range(n_threads - 1)]
     worker(scratch)
     for future in futures:

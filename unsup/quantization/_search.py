@@ -32,12 +32,10 @@ Design constraints:
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
+
+from unsup.utils._threads import thread_pool, threadpool_controller
 
 __all__ = [
     "BLOCK_ROWS",
@@ -165,33 +163,6 @@ def _exclude_self(D, q0, c0):
         D[r - q0, r - c0] = np.inf
 
 
-_LOCK = threading.Lock()
-_POOL: ThreadPoolExecutor | None = None
-_CONTROLLER: ThreadpoolController | None = None
-
-
-def _pool(n_threads):
-    """The module's thread pool, made once (remade when ``n_threads`` changes): a new
-    pool on every search would cost thread starts each time."""
-    global _POOL
-    with _LOCK:
-        if _POOL is None or _POOL._max_workers != n_threads:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(n_threads, thread_name_prefix="unsup-search")
-        return _POOL
-
-
-def _controller():
-    """One threadpoolctl controller per process: making one reads ``/proc/self/maps``
-    (milliseconds) to find the BLAS."""
-    global _CONTROLLER
-    with _LOCK:
-        if _CONTROLLER is None:
-            _CONTROLLER = ThreadpoolController()
-        return _CONTROLLER
-
-
 def _in_parallel(scan, n_queries, n_threads):
     """Run ``scan(q0, q1)`` over contiguous groups of queries, one thread per group.
 
@@ -199,12 +170,12 @@ def _in_parallel(scan, n_queries, n_threads):
     once; BLAS is held to one thread meanwhile, so the threads do not
     oversubscribe the cores. Returns the groups' results concatenated.
     """
-    n_threads = max(1, min(n_threads, n_queries // 64))
-    if n_threads == 1:
+    n_groups = max(1, min(n_threads, n_queries // 64))
+    if n_groups == 1:
         return scan(0, n_queries)
-    bounds = np.linspace(0, n_queries, n_threads + 1).astype(int)
-    pool = _pool(n_threads)
-    with _controller().limit(limits=1, user_api="blas"):
+    bounds = np.linspace(0, n_queries, n_groups + 1).astype(int)
+    pool = thread_pool("search", n_threads)  # sized once per thread count, whatever the groups
+    with threadpool_controller().limit(limits=1, user_api="blas"):
         parts = list(pool.map(scan, bounds[:-1], bounds[1:]))
     return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
 
@@ -293,7 +264,7 @@ def _scan_one_block(Q, n_base, decode, prepare, k, exclude_self):
     B = np.zeros((n_base, d + 1), dtype=np.float32)
     decode(0, n_base, B[:, :d])
     prepare(B)
-    controller = _controller()
+    controller = threadpool_controller()
     n_queries = Q.shape[0]
     index = np.empty((n_queries, k), dtype=np.intp)
     width = min(k + 1, n_base)  # one more than k shows a tie across the k-th place
