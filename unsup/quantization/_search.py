@@ -275,11 +275,8 @@ def _scan_one_block(Q, n_base, decode, prepare, k, exclude_self):
             D = Q[q0:q1] @ B.T
         if exclude_self:
             _exclude_self(D, q0, 0)
-        values, columns = torch.topk(torch.from_numpy(D), width, dim=1, largest=False, sorted=False)
+        values, columns = torch.topk(torch.from_numpy(D), width, dim=1, largest=False, sorted=True)
         values, columns = values.numpy(), columns.numpy()
-        order = np.argsort(values, axis=1)
-        values = np.take_along_axis(values, order, axis=1)
-        columns = np.take_along_axis(columns, order, axis=1)
         key = _keys(values[:, :k], columns[:, :k])
         if width > k:
             ambiguous = np.flatnonzero(values[:, k] == values[:, k - 1])
