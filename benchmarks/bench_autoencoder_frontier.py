@@ -63,11 +63,7 @@ from unsup.neural import Autoencoder, VariationalAutoencoder  # noqa: E402
 
 
 class FloorWide(Autoencoder):
-    """Scaling standard deviations floored at 1.5x their median; wider hidden layers."""
-
-    def __init__(self, n_components=2, **params):
-        params.setdefault("hidden_layer_sizes", (256, 128))
-        super().__init__(n_components, **params)
+    """Scaling standard deviations floored at 1.5x their median (run with wider hidden layers)."""
 
     def _initialise(self, X):
         rows = super()._initialise(X)
@@ -77,10 +73,6 @@ class FloorWide(Autoencoder):
 
 class IsolationTrim(Autoencoder):
     """Each batch also leaves out its rows most isolated in code space."""
-
-    def __init__(self, n_components=2, **params):
-        params.setdefault("batch_size", 256)
-        super().__init__(n_components, **params)
 
     def _batch_loss(self, xb):
         z = self.encoder_(self._corrupt(xb))
@@ -101,10 +93,6 @@ class IsolationTrim(Autoencoder):
 class LatentNoise(Autoencoder):
     """A batch-normalised code with unit Gaussian noise added in training."""
 
-    def __init__(self, n_components=2, **params):
-        params.setdefault("batch_size", 256)
-        super().__init__(n_components, **params)
-
     def _initialise(self, X):
         rows = super()._initialise(X)
         self.encoder_.append(torch.nn.BatchNorm1d(self.n_components, affine=False).to(self._device))
@@ -117,8 +105,13 @@ class LatentNoise(Autoencoder):
         return self._trimmed_mean((diff * diff).mean(dim=1))
 
 
-VARIANTS = {"default": Autoencoder, "floor+wide": FloorWide, "isolation-trim": IsolationTrim,
-            "latent-noise": LatentNoise}
+#: name -> (class, parameters besides the defaults)
+VARIANTS = {
+    "default": (Autoencoder, {}),
+    "floor+wide": (FloorWide, {"hidden_layer_sizes": (256, 128)}),
+    "isolation-trim": (IsolationTrim, {"batch_size": 256}),
+    "latent-noise": (LatentNoise, {"batch_size": 256}),
+}
 
 
 def fit(cls, X, **params):
@@ -159,11 +152,11 @@ def main(argv=None):
     print(f"\nAutoencoder variants, seeds {args.seeds}: digits held-out MSE ratio to PCA(8) (target <= 0.5), "
           f"ADBench mean ROC AUC over {len(files)} sets (PCA(2) error {pca_auc:.3f}, IsolationForest {if_auc:.3f})")
     print(f"  {'variant':16s} {'digits ratio':>12s} {'ADBench AUC':>12s}  per dataset ({', '.join(f.stem for f in files)})")
-    for name, cls in VARIANTS.items():
+    for name, (cls, params) in VARIANTS.items():
         ratios, aucs = [], []
         for seed in args.seeds:
-            ratios.append(digits_ratio(cls, seed, extra))
-            aucs.append([roc_auc_score(d["y"], -fit(cls, d["X"], random_state=seed, **extra).score_samples(d["X"]))
+            ratios.append(digits_ratio(cls, seed, {**params, **extra}))
+            aucs.append([roc_auc_score(d["y"], -fit(cls, d["X"], random_state=seed, **params, **extra).score_samples(d["X"]))
                          for d in data])
         per = np.mean(aucs, axis=0) if data else []
         mean_auc = float(np.mean(per)) if data else float("nan")
