@@ -47,7 +47,6 @@ from unsup._sklearn_private import (
     _is_same_clustering,
     _kmeans_plusplus,
     _kmeans_single_lloyd,
-    _openmp_effective_n_threads,
 )
 from unsup.cluster._hierarchical import (
     _iter_query_blocks,
@@ -60,7 +59,7 @@ from unsup.cluster._tree import _number_by_first_appearance, linkage_from_splits
 from unsup.metrics._centres import compute_centres
 from unsup.metrics._pairwise import _iter_blocks, pairwise_distances
 from unsup.metrics._registry import METRIC_NAMES, get_metric
-from unsup.utils._threads import threadpool_controller
+from unsup.utils._threads import openmp_n_threads, single_threaded
 
 __all__ = ["DivisiveClustering"]
 
@@ -81,7 +80,7 @@ class _LloydData:
         self.Xc = np.subtract(X, self.mean, order="C")
         self.sq_norms = row_norms(self.Xc, squared=True)
         self.weights = np.ones(X.shape[0], dtype=self.Xc.dtype)
-        self.n_threads = _openmp_effective_n_threads()
+        self.n_threads = openmp_n_threads()
 
 
 class _Bisection(KMeans):
@@ -469,7 +468,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         # OpenMP threads would mostly wait at the barriers (badly so on a busy
         # machine).
         if len(idx) < _SINGLE_THREAD_ROWS:
-            limit = threadpool_controller().limit(limits=1, user_api="openmp")
+            limit = single_threaded("openmp")
         else:
             limit = contextlib.nullcontext()
         # X was validated by fit: KMeans need not scan each part for NaN again.
@@ -522,10 +521,11 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
                 )
             else:
                 centres_init = Xs[rs.choice(m, size=2, replace=False, p=w / w.sum())]
-            run = _kmeans_single_lloyd(
-                Xs, w, centres_init, max_iter=self.max_iter, verbose=False,
-                tol=float(self.tol), n_threads=n_threads,
-            )
+            with single_threaded("blas"):  # nests scikit-learn's own limit safely under concurrency
+                run = _kmeans_single_lloyd(
+                    Xs, w, centres_init, max_iter=self.max_iter, verbose=False,
+                    tol=float(self.tol), n_threads=n_threads,
+                )
             if best is None or (run[1] < best[1] and not _is_same_clustering(run[0], best[0], 2)):
                 best = run
         labels, inertia, centres, n_iter = best

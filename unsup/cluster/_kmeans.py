@@ -31,7 +31,6 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.extmath import row_norms
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
 
 from unsup._sklearn_private import (
     Interval,
@@ -41,13 +40,13 @@ from unsup._sklearn_private import (
     _is_same_clustering,
     _kmeans_single_lloyd,
     _labels_inertia_threadpool_limit,
-    _openmp_effective_n_threads,
     lloyd_iter_chunked_dense,
     lloyd_iter_chunked_sparse,
 )
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
 from unsup.metrics._registry import METRIC_NAMES, Cosine, Metric, _is_small, _matmul_t, as_tensor, get_metric
+from unsup.utils._threads import openmp_n_threads, single_threaded
 from unsup.utils.validation import upcast_if_overflow
 
 __all__ = ["KMeans"]
@@ -182,7 +181,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
     ``centres`` unit rows. Returns labels, inertia (sum of cosine distances),
     centres, n_iter.
     """
-    n_threads = _openmp_effective_n_threads()
+    n_threads = openmp_n_threads()
     lloyd_iter = lloyd_iter_chunked_sparse if sp.issparse(Xn) else lloyd_iter_chunked_dense
     centres = np.ascontiguousarray(centres, dtype=Xn.dtype)
     new = np.zeros_like(centres)
@@ -191,7 +190,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
     in_clusters = np.zeros(len(centres), dtype=Xn.dtype)
     shift = np.zeros(len(centres), dtype=Xn.dtype)
     strict = False
-    with threadpool_limits(limits=1, user_api="blas"):  # the step runs BLAS in each OpenMP thread
+    with single_threaded("blas"):  # the step runs BLAS in each OpenMP thread
         for i in range(max_iter):
             lloyd_iter(Xn, sample_weight, centres, new, in_clusters, labels, shift, n_threads)
             new = Cosine.normalize(new)
@@ -505,7 +504,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         X_mean = np.zeros(X.shape[1], dtype=X.dtype) if sp.issparse(X) else X.mean(axis=0)
         Xc = X if sp.issparse(X) else X - X_mean
         x_squared_norms = row_norms(Xc, squared=True)
-        n_threads = _openmp_effective_n_threads()
+        n_threads = openmp_n_threads()
         init_array = None
         if not (isinstance(self.init, str) or callable(self.init)):
             init_array = self._validate_centres(self.init, X) - X_mean
@@ -518,10 +517,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                     centres = self._init_centres(Xc, sample_weight, self._metric, random_state, x_squared_norms)
                 if self.verbose:
                     print("Initialization complete")
-                yield _kmeans_single_lloyd(
-                    Xc, sample_weight, centres, max_iter=self.max_iter,
-                    verbose=self.verbose, tol=self._tol, n_threads=n_threads,
-                )
+                # scikit-learn limits BLAS itself, saving and restoring the limit:
+                # inside single_threaded that nests safely under concurrent calls
+                with single_threaded("blas"):
+                    run = _kmeans_single_lloyd(
+                        Xc, sample_weight, centres, max_iter=self.max_iter,
+                        verbose=self.verbose, tol=self._tol, n_threads=n_threads,
+                    )
+                yield run
 
         self._keep_best(runs())
         self.cluster_centers_ = (self.cluster_centers_ + X_mean).astype(X.dtype, copy=False)
@@ -747,9 +750,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         centres = self.cluster_centers_.astype(X.dtype, copy=False)
         w = np.ones(X.shape[0], dtype=X.dtype) if sample_weight is None else sample_weight
         if metric.name in _MEAN_METRICS:  # scikit-learn's own labelling, for parity
-            labels, inertia = _labels_inertia_threadpool_limit(
-                X, w.astype(X.dtype, copy=False), centres, _openmp_effective_n_threads()
-            )
+            with single_threaded("blas"):  # see _fit_lloyd: safe nesting of scikit-learn's own limit
+                labels, inertia = _labels_inertia_threadpool_limit(
+                    X, w.astype(X.dtype, copy=False), centres, openmp_n_threads()
+                )
             return labels, float(inertia)
         Xw, cost = self._work_space(X, metric)
         labels, mins = _argmin_min(Xw, centres, cost)

@@ -49,8 +49,7 @@ import math
 import numpy as np
 from scipy import linalg
 
-from unsup._sklearn_private import _openmp_effective_n_threads
-from unsup.utils._threads import thread_pool, threadpool_controller
+from unsup.utils._threads import openmp_n_threads, single_threaded, thread_pool
 
 # Working memory of one block of rows (per thread), in bytes: near the L2 cache.
 _BLOCK_BYTES = 2 * 2**20
@@ -160,13 +159,13 @@ class EMData:
 def map_blocks(data: EMData, fn):
     """``[fn(start, stop) for each block]``, on a few threads when there are several blocks."""
     blocks = data.blocks()
-    n_threads = min(_openmp_effective_n_threads(), len(blocks))
+    n_threads = min(openmp_n_threads(), len(blocks))
     # One BLAS thread per block: the products are small, and BLAS threads
     # waiting on each other cost far more than they give on a busy machine.
-    with threadpool_controller().limit(limits=1, user_api="blas"):
+    with single_threaded("blas"):
         if n_threads <= 1:
             return [fn(start, stop) for start, stop in blocks]
-        pool = thread_pool("em", _openmp_effective_n_threads())  # one size per process, not per call
+        pool = thread_pool("em", openmp_n_threads())  # one size per process, not per call
         return list(pool.map(lambda b: fn(*b), blocks))
 
 
@@ -196,7 +195,7 @@ def precision_cholesky(covariances, covariance_type, data_dtype=None):
         mats = covariances.reshape(-1, *covariances.shape[-2:])
         out = np.empty_like(mats)
         eye = np.eye(mats.shape[-1], dtype=mats.dtype)
-        with threadpool_controller().limit(limits=1, user_api="blas"):  # small matrices: threads only cost
+        with single_threaded("blas"):  # small matrices: threads only cost
             for j, cov in enumerate(mats):
                 try:
                     cov_chol = linalg.cholesky(cov, lower=True)

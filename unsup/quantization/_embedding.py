@@ -34,7 +34,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from unsup._sklearn_private import Interval, StrOptions, _fit_context, _openmp_effective_n_threads
+from unsup._sklearn_private import Interval, StrOptions, _fit_context
 from unsup.quantization._functional import SCHEMES, quant_range
 from unsup.quantization._observers import GRANULARITIES, OBSERVER_NAMES, Observer
 from unsup.quantization._packing import pack_bits, unpack_bits
@@ -45,6 +45,7 @@ from unsup.quantization._search import (
     scan_hamming,
     select_sorted,
 )
+from unsup.utils._threads import openmp_n_threads
 
 __all__ = ["QuantizedEmbedding"]
 
@@ -539,7 +540,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         else:
             n_candidates = n_neighbors
 
-        n_threads = _openmp_effective_n_threads()  # the usable cores, or OMP_NUM_THREADS
+        n_threads = openmp_n_threads()  # the usable cores, or OMP_NUM_THREADS
         if self.n_bits == 1:
             query_bits = self.codes_ if query_is_train else self._pack(self._quantize(Z))
             index, hamming = scan_hamming(

@@ -40,8 +40,7 @@ import threading
 import numpy as np
 from sklearn.utils import assert_all_finite
 
-from unsup._sklearn_private import _openmp_effective_n_threads
-from unsup.utils._threads import thread_pool
+from unsup.utils._threads import openmp_n_threads, thread_pool
 
 __all__ = [
     "CHUNK",
@@ -140,7 +139,7 @@ def run_chunks(work, blocks, make_scratch=None):
     """Call ``work(block, scratch)`` for every block, shared among threads.
 
     The number of threads is scikit-learn's ``_openmp_effective_n_threads()``
-    (the usable cores, or ``OMP_NUM_THREADS``). Threads take the next block
+    (the usable cores, or ``OMP_NUM_THREADS``; one in a child made by fork). Threads take the next block
     from ``blocks`` (any iterable, consumed under a lock, so lazily made
     blocks are made once) until none is left; the caller's thread works too.
     Each thread gets its own ``scratch = make_scratch()``. The first
@@ -161,7 +160,7 @@ def run_chunks(work, blocks, make_scratch=None):
         return
     second = next(it, None)
     scratch = make_scratch() if make_scratch is not None else None
-    n_threads = _openmp_effective_n_threads()
+    n_threads = openmp_n_threads()
     if second is None or n_threads == 1:
         for block in (first,) if second is None else (first, second):
             work(block, scratch)

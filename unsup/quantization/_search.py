@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from unsup.utils._threads import thread_pool, threadpool_controller
+from unsup.utils._threads import single_threaded, thread_pool
 
 __all__ = [
     "BLOCK_ROWS",
@@ -175,7 +175,7 @@ def _in_parallel(scan, n_queries, n_threads):
         return scan(0, n_queries)
     bounds = np.linspace(0, n_queries, n_groups + 1).astype(int)
     pool = thread_pool("search", n_threads)  # sized once per thread count, whatever the groups
-    with threadpool_controller().limit(limits=1, user_api="blas"):
+    with single_threaded("blas"):
         parts = list(pool.map(scan, bounds[:-1], bounds[1:]))
     return tuple(np.concatenate(p) for p in zip(*parts)) if isinstance(parts[0], tuple) else np.concatenate(parts)
 
@@ -264,14 +264,13 @@ def _scan_one_block(Q, n_base, decode, prepare, k, exclude_self):
     B = np.zeros((n_base, d + 1), dtype=np.float32)
     decode(0, n_base, B[:, :d])
     prepare(B)
-    controller = threadpool_controller()
     n_queries = Q.shape[0]
     index = np.empty((n_queries, k), dtype=np.intp)
     width = min(k + 1, n_base)  # one more than k shows a tie across the k-th place
     step = max(1, (1 << 22) // n_base)  # distance blocks of 16 MB at most
     for q0 in range(0, n_queries, step):
         q1 = min(n_queries, q0 + step)
-        with controller.limit(limits=1, user_api="blas"):
+        with single_threaded("blas"):
             D = Q[q0:q1] @ B.T
         if exclude_self:
             _exclude_self(D, q0, 0)
