@@ -97,3 +97,72 @@ def test_idempotence(case):
     codes = quantize(x, scale, zero_point, **config)
     x_hat = dequantize(codes, scale, zero_point, dtype=x.dtype)
     np.testing.assert_array_equal(quantize(x_hat, scale, zero_point, **config), codes)
+
+
+# ---------------------------------------------------------------- the whole float32 range
+# A float32 scale rounds up, and an asymmetric grid sits up to half a step past
+# its range: for values near ±3.4e38 the outermost code dequantised to ±inf
+# before the parameters were fitted to float32 (issue 18, item 3).
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@st.composite
+def extreme_data(draw):
+    """A 2-D float32 array anywhere in float32's finite range, often with values at its ends."""
+    n_rows = draw(st.integers(1, 6))
+    n_cols = draw(st.sampled_from([1, 2, 4, 6, 8]))
+    magnitude = float(np.float32(draw(st.sampled_from([1.0, 1e30, 1e37, 1e38, F32_MAX]))))
+    elements = st.one_of(
+        st.floats(-magnitude, magnitude, width=32),
+        st.sampled_from([F32_MAX, -F32_MAX, float(np.nextafter(np.float32(F32_MAX), np.float32(0))), 0.0]),
+    )
+    return draw(arrays(np.float32, (n_rows, n_cols), elements=elements))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    extreme_data(),
+    st.sampled_from(["symmetric", "asymmetric"]),
+    st.sampled_from([1, 2, 4, 8, 16]),
+    st.sampled_from(["per_tensor", "per_channel", "per_block"]),
+    st.booleans(),
+)
+def test_dequantised_values_of_finite_inputs_are_finite(X, scheme, n_bits, granularity, dynamic):
+    from unsup.quantization import Quantizer
+
+    if scheme == "symmetric" and n_bits == 1:
+        n_bits = 2
+    if dynamic and granularity == "per_channel":  # ranges along the samples: refused by design
+        granularity = "per_tensor"
+    q = Quantizer(n_bits=n_bits, scheme=scheme, granularity=granularity, block_size=2, dynamic=dynamic).fit(X)
+    if dynamic:
+        codes, scale, zero_point = q.quantize(X)
+        X_hat = q.inverse_transform(codes, scale=scale, zero_point=zero_point)
+        assert np.all(np.isfinite(scale))
+    else:
+        X_hat = q.inverse_transform(q.transform(X))
+        assert np.all(np.isfinite(q.scale_))
+    assert np.all(np.isfinite(X_hat))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.floats(-F32_MAX, 0.0, width=32),
+    st.floats(0.0, F32_MAX, width=32),
+    st.sampled_from(["symmetric", "asymmetric"]),
+    st.sampled_from([1, 2, 4, 8, 16]),
+)
+def test_every_code_dequantises_to_a_finite_value(lo, hi, scheme, n_bits):
+    if scheme == "symmetric" and n_bits == 1:
+        n_bits = 2
+    qmin, qmax = quant_range(n_bits, scheme)
+    scale, zero_point = calculate_qparams(lo, hi, n_bits=n_bits, scheme=scheme)
+    ends = np.array([qmin, qmax], dtype=np.int32)
+    assert np.all(np.isfinite(dequantize(ends, scale, zero_point)))
+    # The torch twin used by quantization-aware training gives the same parameters.
+    import torch
+
+    from unsup.neural._quantize import torch_qparams
+
+    t_scale, t_zero = torch_qparams(torch.tensor(lo), torch.tensor(hi), n_bits=n_bits, scheme=scheme)
+    assert t_scale.item() == float(scale) and t_zero.item() == int(zero_point)

@@ -62,7 +62,7 @@ from unsup.quantization import (
     quant_range,
     quantize,
 )
-from unsup.quantization._functional import _fake_quantize_function
+from unsup.quantization._functional import F32_MAX, _fake_quantize_function
 
 __all__ = [
     "LATENT_OBSERVERS",
@@ -227,11 +227,16 @@ def torch_qparams(min_val: torch.Tensor, max_val: torch.Tensor, *, n_bits: int, 
         scale = torch.maximum(-lo, hi) / qmax
     else:
         scale = (hi - lo) / (qmax - qmin)
-    scale = torch.clamp(scale, min=EPS).float()
+    scale = torch.clamp(scale, min=EPS, max=F32_MAX).float()
     if scheme == "symmetric":
         zero_point = torch.zeros_like(scale, dtype=torch.int32)
     else:
         zero_point = torch.clamp(qmin - torch.round(lo / scale.double()), qmin, qmax).to(torch.int32)
+    # fit_grid_in_float32, on the device: no code dequantises past float32's largest value
+    extent = torch.maximum(qmax - zero_point.double(), zero_point.double() - qmin)
+    bound = (F32_MAX / extent).float()
+    bound = torch.where(extent * bound.double() > F32_MAX, torch.nextafter(bound, torch.zeros_like(bound)), bound)
+    scale = torch.where(extent * scale.double() > F32_MAX, bound, scale)
     return scale, zero_point
 
 

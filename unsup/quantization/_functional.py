@@ -56,6 +56,7 @@ N_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 16)
 SCHEMES = ("symmetric", "asymmetric")
 ROUNDINGS = ("nearest", "floor")
 EPS = float(np.finfo(np.float32).eps)
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_qconfig(n_bits: int, scheme: str, rounding: str = "nearest") -> None:
@@ -161,16 +162,43 @@ def calculate_qparams(
         scale = np.maximum(-lo, hi) / qmax
     else:
         scale = (hi - lo) / (qmax - qmin)
-    with np.errstate(over="ignore"):
-        scale = np.maximum(scale, EPS).astype(np.float32)
-    if not np.all(np.isfinite(scale)):
-        raise ValueError("The range is too wide for a float32 scale.")
+    # float32's largest finite value bounds the scale (1-bit asymmetric codes of
+    # a range wider than it), then the grid below
+    scale = np.maximum(np.minimum(scale, F32_MAX), EPS).astype(np.float32)
     if scheme == "symmetric":
         zero_point = np.zeros(scale.shape, dtype=np.int32)
     else:
         zero_point = np.clip(qmin - np.rint(lo / scale.astype(np.float64)), qmin, qmax)
         zero_point = zero_point.astype(np.int32)
-    return np.asarray(scale), np.asarray(zero_point)
+    return np.asarray(fit_grid_in_float32(scale, zero_point, qmin, qmax)), np.asarray(zero_point)
+
+
+def fit_grid_in_float32(scale, zero_point, qmin, qmax):
+    """``scale``, lowered where the grid's end ``(q − z)·s`` would pass float32's largest value.
+
+    A scale rounded to float32 may round up, and a rounded zero point shifts
+    the grid by up to half a step: for ranges near ±3.4e38 the outermost code
+    would dequantise to ±inf. Such a scale is lowered to the largest float32
+    that keeps every code's value finite (the extreme inputs then saturate at
+    the end code); any other scale is returned as it is. ``scale`` is float32
+    (numpy or torch), ``zero_point`` integers of its shape.
+    """
+    is_torch = not isinstance(scale, np.ndarray) and hasattr(scale, "detach")
+    s = scale.detach().cpu().numpy() if is_torch else np.asarray(scale, dtype=np.float32)
+    z = (zero_point.detach().cpu().numpy() if is_torch else np.asarray(zero_point)).astype(np.float64)
+    extent = np.maximum(qmax - z, z - qmin)  # the widest code distance from the zero point
+    too_wide = extent * s.astype(np.float64) > F32_MAX
+    if not np.any(too_wide):
+        return scale
+    fitted = np.array(s, dtype=np.float32, copy=True)
+    bound = np.float32(F32_MAX / extent[too_wide])  # rounded: one step down may still be needed
+    bound = np.where(extent[too_wide] * bound.astype(np.float64) > F32_MAX, np.nextafter(bound, np.float32(0)), bound)
+    fitted[too_wide] = bound
+    if is_torch:
+        import torch
+
+        return torch.from_numpy(fitted).to(scale.device)
+    return fitted
 
 
 # ---------------------------------------------------------------- parameters
