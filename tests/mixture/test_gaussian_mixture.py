@@ -375,3 +375,21 @@ def test_verbose_prints(capsys):
     GaussianMixture(K, verbose=2, verbose_interval=1, max_iter=3, tol=0, random_state=0).fit(X)
     out = capsys.readouterr().out
     assert "Initialization 0" in out and "Iteration 3" in out and "lower bound" in out
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("seed", range(6))
+def test_collapsed_components_without_reg_covar_raise_for_every_covariance_type(covariance_type, seed):
+    """Components of identical rows and reg_covar=0: scikit-learn's ill-defined-covariance error.
+
+    Rounding leaves a variance of about 1e-32 in such a component; tied and
+    spherical used to fit it (a score of -1e14) where scikit-learn raises.
+    """
+    rng = np.random.RandomState(seed)
+    points = rng.randn(2, 3) * 10 ** rng.uniform(-3, 3)
+    X = np.repeat(points, [40, 60], axis=0)
+    gmm = GaussianMixture(n_components=2, covariance_type=covariance_type, reg_covar=0.0, random_state=0)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        gmm.fit(X)
+    # the default reg_covar fits the same data, as scikit-learn's does
+    GaussianMixture(n_components=2, covariance_type=covariance_type, random_state=0).fit(X)

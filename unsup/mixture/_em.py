@@ -115,6 +115,11 @@ class EMData:
         self.X = X - self.offset  # a fresh C-contiguous array of X's dtype
         # Largest row norm: bounds the cancellation of the expanded formulas.
         self.radius = float(np.sqrt(np.max(np.einsum("ij,ij->i", self.X, self.X), initial=0.0)))
+        # Per feature, the variance that rounding alone leaves in a collapsed
+        # component (identical rows): 16 ulps of the feature's largest centred
+        # value, squared. A covariance at or below it is numerically zero.
+        extent = np.max(np.abs(self.X), axis=0, initial=0.0).astype(np.float64)
+        self.noise_floor = (16 * self.eps * extent) ** 2
         d, k = self.n_features, n_components
         self.n_moments = _n_moments(d, covariance_type)
         per_row = (self.n_moments + 4 * k + 2 * d) * self.dtype.itemsize
@@ -170,11 +175,15 @@ def map_blocks(data: EMData, fn):
 
 
 # --------------------------------------------------------------- precisions
-def precision_cholesky(covariances, covariance_type, data_dtype=None):
+def precision_cholesky(covariances, covariance_type, data_dtype=None, noise_floor=None):
     """Cholesky factors of the precisions (scikit-learn's ``_compute_precision_cholesky``).
 
     Raises the ill-defined-covariance ``ValueError`` (which names
-    ``reg_covar``) where a covariance is not positive definite.
+    ``reg_covar``) where a covariance is not positive definite, or, given
+    ``noise_floor``, where a variance (a Cholesky pivot squared for full and
+    tied) is no larger than the rounding noise of the data: a component of
+    identical rows then fails for all four types, as scikit-learn's does
+    when its expanded formula rounds the variance to zero or below.
 
     Parameters
     ----------
@@ -184,6 +193,8 @@ def precision_cholesky(covariances, covariance_type, data_dtype=None):
     data_dtype : dtype, default=None
         The dtype of the data (for the error message); that of
         ``covariances`` if None.
+    noise_floor : ndarray of shape (n_features,), default=None
+        ``EMData.noise_floor``; None checks positivity only.
 
     Returns
     -------
@@ -201,9 +212,14 @@ def precision_cholesky(covariances, covariance_type, data_dtype=None):
                     cov_chol = linalg.cholesky(cov, lower=True)
                 except linalg.LinAlgError:
                     raise _ill_defined(data_dtype) from None
+                if noise_floor is not None and np.any(np.diagonal(cov_chol) ** 2 <= noise_floor):
+                    raise _ill_defined(data_dtype)
                 out[j] = linalg.solve_triangular(cov_chol, eye, lower=True).T
         return out.reshape(covariances.shape)
-    if np.any(covariances <= 0.0) or not np.all(np.isfinite(covariances)):
+    floor = 0.0
+    if noise_floor is not None:
+        floor = noise_floor if covariance_type == "diag" else float(np.mean(noise_floor))
+    if np.any(covariances <= floor) or not np.all(np.isfinite(covariances)):
         raise _ill_defined(data_dtype)
     return 1.0 / np.sqrt(covariances)
 
@@ -524,7 +540,7 @@ def em_step(data: EMData, params: Params, reg_covar):
         return _add_blocks(map_blocks(data, exact), 0)
 
     nk, means, cov = _parameters(data, s, G, reg_covar, recompute, params.dtype)
-    pchol = precision_cholesky(cov, data.covariance_type, data.dtype)
+    pchol = precision_cholesky(cov, data.covariance_type, data.dtype, data.noise_floor)
     new = Params(nk / nk.sum(), means, pchol, data, covariances=cov)
     return total / data.total_weight, new
 

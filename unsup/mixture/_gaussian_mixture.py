@@ -366,7 +366,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             pchol = precision_cholesky_from_precisions(init["precisions"].astype(np.float64), ct)
             covariances = None
         else:
-            pchol = precision_cholesky(covariances, ct, data.dtype)
+            pchol = precision_cholesky(covariances, ct, data.dtype, data.noise_floor)
         return Params(weights, means, pchol, data, covariances=covariances)
 
     # ------------------------------------------------------------------ fit
