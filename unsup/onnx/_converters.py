@@ -353,11 +353,17 @@ def emit_codes(g: Graph, x: str, dtype, scale, zero_point, *, n_bits, scheme, ro
         from unsup.quantization._kernels import FLOOR_TOLERANCE
 
         y = g.op("Floor", g.op("Add", y, g.op("Mul", g.op("Abs", y), g.const(FLOOR_TOLERANCE, dtype))))
-    y = g.op("Min", g.op("Max", y, g.const((qmin - zp).astype(dtype))), g.const((qmax - zp).astype(dtype)))
+    info = np.iinfo(cdtype)
     if np.dtype(dtype) == np.float32 and (cdtype.itemsize == 1 or g.opset >= 21):
+        # QuantizeLinear saturates to the code dtype's range: clip only to a narrower one.
+        if qmin > info.min:
+            y = g.op("Max", y, g.const((qmin - zp).astype(dtype)))
+        if qmax < info.max:
+            y = g.op("Min", y, g.const((qmax - zp).astype(dtype)))
         attrs = {"axis": 1} if zp.ndim else {}
         unit = g.const(np.ones(zp.shape, dtype=np.float32))
         return g.op("QuantizeLinear", y, unit, g.const(zp.astype(cdtype)), **attrs)
+    y = g.op("Min", g.op("Max", y, g.const((qmin - zp).astype(dtype))), g.const((qmax - zp).astype(dtype)))
     if rounding != "floor":
         y = g.op("Round", y)
     if np.any(zp):
@@ -366,10 +372,10 @@ def emit_codes(g: Graph, x: str, dtype, scale, zero_point, *, n_bits, scheme, ro
 
 
 def emit_dequantize(g: Graph, codes: str, dtype, scale, zero_point, code_dtype) -> str:
-    """``(codes − z) · s`` in ``dtype`` (``DequantizeLinear`` for float32)."""
+    """``(codes − z) · s`` in ``dtype`` (``DequantizeLinear`` for float32 where the opset takes the codes)."""
     scale = np.asarray(scale, dtype=np.float32)
     zp = np.asarray(zero_point, dtype=np.int64)
-    if np.dtype(dtype) == np.float32:
+    if np.dtype(dtype) == np.float32 and (np.dtype(code_dtype).itemsize == 1 or g.opset >= 21):
         attrs = {"axis": 1} if scale.ndim else {}
         return g.op("DequantizeLinear", codes, g.const(scale), g.const(zp.astype(code_dtype)), **attrs)
     y = g.cast(codes, dtype)
