@@ -6,6 +6,8 @@ Subcommands::
     unsup cluster  DATA --n-clusters K [--algorithm A] [--metric M] [-o OUT]
     unsup detect   DATA [--model {autoencoder,vae}] [--contamination C] [-o OUT]
     unsup compress DATA [--n-bits {8,4,1}] [--scheme S] [-o OUT]
+    unsup apply    MODEL DATA [-o OUT]                a model saved by --save-model MODEL
+    unsup export   MODEL -o FILE.onnx                 its ONNX graph (extra unsup[onnx])
 
 Design constraints:
 
@@ -39,6 +41,8 @@ import time
 import warnings
 
 import numpy as np
+
+from unsup import _cli_models
 
 __all__ = ["main"]
 
@@ -265,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compress.add_argument("-o", "--output", metavar="OUT", help="write the codes to OUT (.csv, .npy, .npz, or -)")
     compress.set_defaults(run=_run_compress)
+    _cli_models.add_model_commands(sub, common, data_help, (cluster, detect, compress))
     return parser
 
 
@@ -625,6 +630,7 @@ def _silhouette(X, labels, metric, random_state):
 
 def _run_cluster(args, rep: Reporter) -> None:
     check_output(args.output)
+    _cli_models.check_save_path(args)
     X, _ = load_data(args.data)
     if args.n_clusters > X.shape[0]:
         raise InputError(
@@ -647,6 +653,7 @@ def _run_cluster(args, rep: Reporter) -> None:
     rep.info(f"{args.data}: {_shape(X)}")
     with rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters"):
         labels = np.asarray(model.fit_predict(X), dtype=np.int64)
+    _cli_models.save_model(args, model, rep)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     if args.output is not None:
         npz = {"labels": labels}
@@ -677,6 +684,7 @@ def _run_cluster(args, rep: Reporter) -> None:
 
 def _run_detect(args, rep: Reporter) -> None:
     check_output(args.output)
+    _cli_models.check_save_path(args)
     X, _ = load_data(args.data)
     _check_n_samples(args.data, X, 10, "detect")
     n_components = args.n_components or max(1, min(8, X.shape[1] // 2))
@@ -701,6 +709,7 @@ def _run_detect(args, rep: Reporter) -> None:
     ) as note:
         model.fit(X)
         note["text"] = f"{model.n_iter_} epochs"
+    _cli_models.save_model(args, model, rep)
     scores = -model.score_samples(X)  # higher = more anomalous
     flags = model.predict(X) == -1
     threshold = -model.offset_
@@ -730,6 +739,7 @@ def _run_detect(args, rep: Reporter) -> None:
 
 def _run_compress(args, rep: Reporter) -> None:
     check_output(args.output)
+    _cli_models.check_save_path(args)
     X, header = load_data(args.data)
     from unsup.quantization import QuantizedEmbedding
 
@@ -741,6 +751,7 @@ def _run_compress(args, rep: Reporter) -> None:
     with rep.step(f"calibrating {args.n_bits}-bit {args.scheme} codes ({args.granularity}, {args.observer})"):
         model.fit(X)
         codes = model.transform(X)
+    _cli_models.save_model(args, model, rep)
     if args.output is not None:
         if args.output != "-" and os.path.splitext(args.output)[1].lower() == ".npz":
             # Everything needed to decode: x = scale * (code - zero_point), or the 1-bit levels.
