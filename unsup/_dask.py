@@ -121,7 +121,7 @@ def as_dask_array(X, estimator=None, *, reset=False, lengths=False):
         if X.ndim == 1:  # a Series
             X = X.to_frame()
         names = _check_frame(X, estimator, reset=reset)
-        X = X.to_dask_array(lengths=lengths)
+        X = X.to_dask_array(lengths=True if lengths else None)
     if X.ndim == 1:
         raise ValueError(
             "Expected 2D array, got 1D array instead. Reshape your data either using "
@@ -188,16 +188,25 @@ def _shipped(obj):
 
 
 # -------------------------------------------------------------- prediction
-def _apply_block(block, estimator, name, args, kwargs):
-    out = getattr(estimator, name)(block, *args, **kwargs)
+def _framed(block, names):
+    """A block with the column names of the dask DataFrame it came from (checked at fit)."""
+    if names is None:
+        return np.asarray(block)
+    import pandas as pd
+
+    return pd.DataFrame(np.asarray(block), columns=names, copy=False)
+
+
+def _apply_block(block, estimator, name, args, kwargs, names=None):
+    out = getattr(estimator, name)(_framed(block, names), *args, **kwargs)
     if hasattr(out, "to_numpy"):  # set_output("pandas"): blocks are numpy
         out = out.to_numpy()
     return np.asarray(out)
 
 
-def _score_block(block, weights, estimator, kind, kwargs):
+def _score_block(block, weights, estimator, kind, kwargs, names=None):
     """``(weighted sum of the block's score, its weight)``: what the blocks add up."""
-    block = np.asarray(block)
+    block = _framed(block, names)
     if weights is not None:
         kwargs = dict(kwargs, sample_weight=np.asarray(weights))
     value = float(estimator.score(block, **kwargs))
@@ -207,33 +216,39 @@ def _score_block(block, weights, estimator, kind, kwargs):
     return np.array([[value * total, total]])
 
 
-def _output_spec(estimator, name, A, args, kwargs):
+def _output_spec(estimator, name, A, args, kwargs, names):
     """The shape of one row's result and its dtype, from the method on a one-row probe."""
     probe = np.zeros((1, A.shape[1]), dtype=A.dtype)
-    out = _apply_block(probe, estimator, name, args, kwargs)
+    out = _apply_block(probe, estimator, name, args, kwargs, names)
     return out.shape[1:], out.dtype
 
 
 def lazy_method(estimator, name, X, *args, **kwargs):
     """The estimator's method ``name`` mapped over the row blocks of a dask ``X`` (lazy)."""
     check_is_fitted(estimator)
-    A, _ = as_dask_array(X, estimator)
+    A, names = as_dask_array(X, estimator)
     if name == "score":
-        return _lazy_score(estimator, A, *args, **kwargs)
-    tail, dtype = _output_spec(estimator, name, A, args, kwargs)
+        return _lazy_score(estimator, A, *args, names=names, **kwargs)
+    return _lazy_map(estimator, name, A, names, args, kwargs)
+
+
+def _lazy_map(estimator, name, A, names, args=(), kwargs=None):
+    """``map_blocks`` of the method over ``A`` (checked, columns in one chunk)."""
+    kwargs = {} if kwargs is None else kwargs
+    tail, dtype = _output_spec(estimator, name, A, args, kwargs, names)
     est = _shipped(estimator)
     if len(tail) == 0:
         return A.map_blocks(
-            _apply_block, est, name, args, kwargs, dtype=dtype, drop_axis=1, chunks=(A.chunks[0],),
+            _apply_block, est, name, args, kwargs, names, dtype=dtype, drop_axis=1, chunks=(A.chunks[0],),
             meta=np.empty((0,), dtype=dtype),
         )
     return A.map_blocks(
-        _apply_block, est, name, args, kwargs, dtype=dtype, chunks=(A.chunks[0], tail),
+        _apply_block, est, name, args, kwargs, names, dtype=dtype, chunks=(A.chunks[0], tail),
         meta=np.empty((0, 0), dtype=dtype),
     )
 
 
-def _lazy_score(estimator, A, y=None, sample_weight=None, **kwargs):
+def _lazy_score(estimator, A, y=None, sample_weight=None, *, names=None, **kwargs):
     """``score`` over all rows, lazily: block scores added (``-inertia``) or averaged by weight."""
     dask, da = _import_dask()
     kind = next((_SCORE_KINDS[c.__name__] for c in type(estimator).__mro__ if c.__name__ in _SCORE_KINDS), "mean")
@@ -242,7 +257,7 @@ def _lazy_score(estimator, A, y=None, sample_weight=None, **kwargs):
         A, _ = as_dask_array(A, estimator, lengths=True)
     w = _row_weights(sample_weight, A)
     task = dask.delayed(_score_block, pure=False)
-    parts = [task(x, wb, est, kind, kwargs) for x, wb, _ in _blocks(A, w)]
+    parts = [task(x, wb, est, kind, kwargs, names) for x, wb, _ in _blocks(A, w)]
     total = dask.delayed(_combine_scores, pure=False)(parts, kind)
     return da.from_delayed(total, shape=(), dtype=np.float64)
 
@@ -799,7 +814,7 @@ def fit_kmeans(estimator, X, y=None, sample_weight=None):
     estimator.n_iter_ = n_iter
     estimator._cluster_weights = cluster_weights
     estimator._n_features_out = k
-    estimator.labels_ = lazy_method(_predictor(estimator), "predict", A)
+    estimator.labels_ = _lazy_map(_predictor(estimator), "predict", A, names)
     distinct = int(np.count_nonzero(cluster_weights > 0))
     if distinct < k:
         warnings.warn(
@@ -1087,7 +1102,7 @@ def fit_predict_gmm(estimator, X, y=None, sample_weight=None):
     estimator.n_iter_ = best_n_iter
     estimator.lower_bound_ = float(max_lower_bound)
     estimator.lower_bounds_ = [float(v) for v in best_bounds]
-    estimator.labels_ = lazy_method(_predictor(estimator), "predict", A)
+    estimator.labels_ = _lazy_map(_predictor(estimator), "predict", A, names)
     return estimator.labels_
 
 
