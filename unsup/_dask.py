@@ -31,9 +31,11 @@ Design constraints
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
+import threading
 import uuid
 import warnings
 
@@ -61,6 +63,44 @@ _SAMPLE_THEN_PREDICT = (
     "(e.g. X[rng.choice(len(X), 50_000, replace=False)].compute()), then call predict on "
     "the dask array, which assigns every row lazily, block by block."
 )
+
+
+# ------------------------------------------------------------- BLAS threads
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE = {"depth": 0, "limiter": None}
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """One BLAS thread while any block task of this process runs; the caller's limits after.
+
+    Dask already runs one task per core: BLAS threads inside each task's small
+    products would only wait on each other (two orders of magnitude slower on
+    a busy machine). ``threadpoolctl`` limits are process-wide, so concurrent
+    tasks of the threaded scheduler share one limit: the first task to enter
+    sets it, the last to leave restores what was there before (a nested
+    ``threadpool_limits`` inside a task saves and restores the same 1).
+    """
+    from unsup.utils._threads import threadpool_controller
+
+    with _BLAS_LOCK:
+        if _BLAS_STATE["depth"] == 0:
+            _BLAS_STATE["limiter"] = threadpool_controller().limit(limits=1, user_api="blas")
+        _BLAS_STATE["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_STATE["depth"] -= 1
+            if _BLAS_STATE["depth"] == 0:
+                _BLAS_STATE["limiter"].restore_original_limits()
+                _BLAS_STATE["limiter"] = None
+
+
+def _task(fn, *args):
+    """Run one block task under :func:`one_blas_thread`."""
+    with one_blas_thread():
+        return fn(*args)
 
 
 # ------------------------------------------------------------------ inputs
@@ -177,8 +217,8 @@ def _each_block(fn, blocks, *args):
     if blocks and isinstance(blocks[0][0], np.ndarray):
         return [fn(x, w, start, *args) for x, w, start in blocks]
     dask, _ = _import_dask()
-    task = dask.delayed(fn, pure=False)
-    return list(dask.compute(*[task(x, w, start, *args) for x, w, start in blocks]))
+    task = dask.delayed(_task, pure=False)
+    return list(dask.compute(*[task(fn, x, w, start, *args) for x, w, start in blocks]))
 
 
 def _shipped(obj):
@@ -198,7 +238,8 @@ def _framed(block, names):
 
 
 def _apply_block(block, estimator, name, args, kwargs, names=None):
-    out = getattr(estimator, name)(_framed(block, names), *args, **kwargs)
+    with one_blas_thread():
+        out = getattr(estimator, name)(_framed(block, names), *args, **kwargs)
     if hasattr(out, "to_numpy"):  # set_output("pandas"): blocks are numpy
         out = out.to_numpy()
     return np.asarray(out)
@@ -209,7 +250,8 @@ def _score_block(block, weights, estimator, kind, kwargs, names=None):
     block = _framed(block, names)
     if weights is not None:
         kwargs = dict(kwargs, sample_weight=np.asarray(weights))
-    value = float(estimator.score(block, **kwargs))
+    with one_blas_thread():
+        value = float(estimator.score(block, **kwargs))
     if kind == "sum":
         return np.array([[value, 0.0]])
     total = float(len(block) if weights is None else np.sum(weights, dtype=np.float64))
@@ -556,21 +598,51 @@ def _labels_lloyd(Xw, w, centres):
     return labels
 
 
-def _lloyd_block(X, w, start, spec, centres):
-    """One Lloyd pass over a block: weighted sums and weights per cluster, farthest rows."""
-    from unsup.metrics._centres import cluster_sums
+# Rows handled at once inside a block: temporaries stay a small fraction of the block.
+_SUB_ROWS = 1 << 16
 
-    Xw = _work_rows(X, *spec)
-    wb = _block_weights(w, len(Xw), Xw.dtype)
-    labels = _labels_lloyd(Xw, wb, centres)
-    k = len(centres)
-    sums, weights = cluster_sums(Xw.astype(np.float64, copy=False), labels, wb.astype(np.float64), k)
-    # Candidates for empty clusters: scikit-learn moves them to the rows
-    # farthest (unweighted squared distance) from their old centres.
-    dist = ((Xw - centres[labels]) ** 2).sum(axis=1)
-    m = min(k, len(Xw))
-    far = np.argpartition(dist, len(dist) - m)[len(dist) - m :] if m else np.zeros(0, dtype=int)
-    return sums, weights, (dist[far], start + far, Xw[far], wb[far], labels[far])
+
+def _sub_blocks(X, w, spec):
+    """``(start, rows in the fit's coordinates, their weights)`` of consecutive slices of a block."""
+    X = np.asarray(X)
+    dtype = spec[2]
+    for a in range(0, len(X), _SUB_ROWS):
+        Xs = _work_rows(X[a : a + _SUB_ROWS], *spec)
+        yield a, Xs, _block_weights(None if w is None else np.asarray(w)[a : a + _SUB_ROWS], len(Xs), dtype)
+
+
+def _lloyd_block(X, w, start, spec, centres):
+    """One Lloyd pass over a block: weighted sums and weights per cluster."""
+    import scipy.sparse as sp
+
+    k, d = centres.shape
+    sums, weights = np.zeros((k, d)), np.zeros(k)
+    for _, Xs, ws in _sub_blocks(X, w, spec):
+        labels = _labels_lloyd(Xs, ws, centres)
+        onehot = sp.csr_matrix((ws, (labels, np.arange(len(labels)))), shape=(k, len(labels)))
+        sums += np.asarray(onehot @ Xs, dtype=np.float64)
+        weights += np.bincount(labels, weights=ws.astype(np.float64), minlength=k)
+    return sums, weights
+
+
+def _far_block(X, w, start, spec, centres, m):
+    """The ``m`` rows of a block farthest (unweighted squared distance) from their centres.
+
+    scikit-learn moves the centres of empty clusters onto these; asked for
+    only in the rare iterations that leave a cluster empty.
+    """
+    far_d, far_i, far_x, far_w, far_l = [], [], [], [], []
+    for a, Xs, ws in _sub_blocks(X, w, spec):
+        labels = _labels_lloyd(Xs, ws, centres)
+        diff = Xs - centres[labels]
+        dist = np.einsum("ij,ij->i", diff, diff)
+        top = np.argpartition(dist, len(dist) - min(m, len(dist)))[len(dist) - min(m, len(dist)) :]
+        far_d.append(dist[top]), far_i.append(start + a + top), far_x.append(Xs[top])
+        far_w.append(ws[top]), far_l.append(labels[top])
+    cat = np.concatenate
+    if not far_d:
+        return np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, centres.shape[1])), np.zeros(0), np.zeros(0, dtype=np.int32)
+    return cat(far_d), cat(far_i), cat(far_x), cat(far_w), cat(far_l)
 
 
 def _final_block(X, w, start, spec, centres, metric_name):
@@ -578,33 +650,33 @@ def _final_block(X, w, start, spec, centres, metric_name):
     from unsup.cluster._kmeans import _UnitCosine
     from unsup.metrics._pairwise import _argmin_min
 
-    Xw = _work_rows(X, *spec)
-    wb = _block_weights(w, len(Xw), Xw.dtype)
-    if spec[0] == "unit":
-        labels, mins = _argmin_min(Xw, centres, _UnitCosine())
-        inertia = float(mins.astype(np.float64) @ wb.astype(np.float64))
-    elif spec[0] == "center":
-        labels = _labels_lloyd(Xw, wb, centres)
-        inertia = float(((Xw - centres[labels]) ** 2).sum(axis=1).astype(np.float64) @ wb.astype(np.float64))
-    else:
-        labels, mins = _argmin_min(Xw, centres, _cost_metric(spec))
-        inertia = float(mins.astype(np.float64) @ wb.astype(np.float64))
-    return np.bincount(labels, weights=wb.astype(np.float64), minlength=len(centres)), inertia
+    k = len(centres)
+    weights, inertia = np.zeros(k), 0.0
+    for _, Xs, ws in _sub_blocks(X, w, spec):
+        if spec[0] == "unit":
+            labels, mins = _argmin_min(Xs, centres, _UnitCosine())
+        elif spec[0] == "center":
+            labels = _labels_lloyd(Xs, ws, centres)
+            diff = Xs - centres[labels]
+            mins = np.einsum("ij,ij->i", diff, diff)
+        else:
+            labels, mins = _argmin_min(Xs, centres, _cost_metric(spec))
+        w64 = ws.astype(np.float64)
+        weights += np.bincount(labels, weights=w64, minlength=k)
+        inertia += float(mins.astype(np.float64) @ w64)
+    return weights, inertia
 
 
-def _relocate_lloyd(sums, weights, centres_old, parts):
-    """scikit-learn's ``_relocate_empty_clusters_dense`` over the blocks' farthest rows."""
+def _relocate_lloyd(blocks, spec, sums, weights, centres_old):
+    """scikit-learn's ``_relocate_empty_clusters_dense``, over the blocks' farthest rows."""
     empty = np.flatnonzero(weights == 0)
     if not len(empty):
         return
-    dist = np.concatenate([p[2][0] for p in parts])
-    index = np.concatenate([p[2][1] for p in parts])
-    order = np.lexsort((index, -dist))[: len(empty)]
+    parts = _each_block(_far_block, blocks, spec, centres_old, len(empty))
+    dist, index, rows, wts, labs = (np.concatenate([p[i] for p in parts]) for i in range(5))
     if not len(dist) or dist.max() == 0:
         return
-    rows = np.concatenate([p[2][2] for p in parts])
-    wts = np.concatenate([p[2][3] for p in parts])
-    labs = np.concatenate([p[2][4] for p in parts])
+    order = np.lexsort((index, -dist))[: len(empty)]
     for new_id, i in zip(empty, order):
         old_id = labs[i]
         sums[old_id] -= rows[i] * wts[i]
@@ -629,7 +701,7 @@ def _run_lloyd(blocks, spec, centres, *, max_iter, tol, verbose):
         parts = _each_block(_lloyd_block, blocks, spec, centres)
         sums = sum(p[0] for p in parts)
         weights = sum(p[1] for p in parts)
-        _relocate_lloyd(sums, weights, centres, parts)
+        _relocate_lloyd(blocks, spec, sums, weights, centres)
         new = sums.copy()
         hit = weights > 0
         new[hit] /= weights[hit][:, None]
