@@ -384,3 +384,25 @@ def test_refit_on_numpy_after_dask_is_the_numpy_fit():
     km.fit(X)
     ref = clone(km).fit(X)
     np.testing.assert_array_equal(km.labels_, ref.labels_)
+
+
+@pytest.mark.parametrize("observer", ["moving_average", "percentile", "mse", "entropy"])
+def test_quantizer_observers_stream_the_blocks(observer):
+    """Every observer sees the blocks as ``partial_fit`` batches: the histogram ones merge them."""
+    with dask.config.set(scheduler="threads"):
+        q = Quantizer(n_bits=8, observer=observer, granularity="per_channel", axis=1).fit(_dask(X))
+    stream = Quantizer(n_bits=8, observer=observer, granularity="per_channel", axis=1)
+    for start in range(0, len(X), CHUNKS[0]):
+        stream.partial_fit(X[start : start + CHUNKS[0]])
+    np.testing.assert_array_equal(q.scale_, stream.scale_)
+    np.testing.assert_array_equal(q.zero_point_, stream.zero_point_)
+    if observer == "percentile":
+        # The documented bound of merged histograms: each end of the range is
+        # within one bin of the histogram of all rows at once, so the
+        # asymmetric range (255 scale) within two.
+        kw = dict(n_bits=8, observer=observer, scheme="asymmetric", granularity="per_channel", axis=1)
+        with dask.config.set(scheduler="threads"):
+            merged = Quantizer(**kw).fit(_dask(X))
+        whole = Quantizer(**kw).fit(X)
+        width = np.maximum(merged.observer_.hist_width, whole.observer_.hist_width)
+        np.testing.assert_array_less(np.abs(merged.scale_ - whole.scale_) * 255, 2 * width + 1e-12)
