@@ -406,3 +406,23 @@ def test_quantizer_observers_stream_the_blocks(observer):
         whole = Quantizer(**kw).fit(X)
         width = np.maximum(merged.observer_.hist_width, whole.observer_.hist_width)
         np.testing.assert_array_less(np.abs(merged.scale_ - whole.scale_) * 255, 2 * width + 1e-12)
+
+
+@pytest.mark.parametrize("Estimator", [Autoencoder, VAE])
+def test_neural_fit_streams_the_blocks(Estimator):
+    rng = np.random.RandomState(1)
+    Z = rng.randn(1200, 2)
+    A = np.hstack([Z, Z @ rng.randn(2, 4)]) + 0.05 * rng.randn(1200, 6)
+    params = dict(hidden_layer_sizes=(16,), max_epochs=4, random_state=0)
+    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        streamed = Estimator(2, **params).fit(_dask(A, (400, 6)))
+        whole = Estimator(2, **params).fit(A)
+    # Scaling from the whole array (a first pass), not from one block.
+    np.testing.assert_allclose(streamed.mean_, A.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(streamed.scale_, A.std(axis=0), rtol=1e-12)
+    assert len(streamed.loss_curve_) == streamed.n_iter_ == len(streamed.validation_scores_)
+    assert streamed.n_features_in_ == 6
+    # The same model quality as the in-memory fit (the same epochs over the same rows).
+    assert streamed.score(A) >= whole.score(A) - 0.5 * abs(whole.score(A))
+    np.testing.assert_allclose(np.mean(streamed.predict(A) == -1), streamed.contamination, atol=0.01)

@@ -346,6 +346,8 @@ def _fit_engines():
         "AgglomerativeClustering": ("fit", _refuse_fit),
         "DivisiveClustering": ("fit", _refuse_fit),
         "Quantizer": ("fit", fit_quantizer),
+        "Autoencoder": ("fit", fit_neural),
+        "VariationalAutoencoder": ("fit", fit_neural),
     }
 
 
@@ -1193,4 +1195,124 @@ def fit_quantizer(estimator, X, y=None):
         raise ValueError(f"Found array with 0 sample(s) (shape={A.shape}) while a minimum of 1 is required.")
     estimator.__dict__.update(fresh.__dict__)
     _set_features(estimator, A.shape[1], names)
+    return estimator
+
+
+# ---------------------------------------------------------- neural networks
+# Validation rows held back from a dask array: the validation_fraction of the
+# rows, at most this many (they are kept in memory for the whole fit).
+_MAX_VALIDATION_ROWS = 50_000
+
+
+def _validation_mask(n, start, seed, p):
+    """Which rows of a block are held back for validation (the same rows at every epoch)."""
+    return np.random.default_rng([seed, start]).random(n) < p
+
+
+def _validation_block(X, w, start, seed, p):
+    X = np.asarray(X)
+    return X[_validation_mask(len(X), start, seed, p)]
+
+
+def fit_neural(estimator, X, y=None):
+    """``Autoencoder.fit`` / ``VariationalAutoencoder.fit`` on a dask array, streaming the blocks.
+
+    The scaling statistics come from a first pass; ``validation_fraction`` of
+    the rows (at most ``_MAX_VALIDATION_ROWS``) are held back at the start
+    for early stopping; each epoch visits every block once, in a shuffled
+    order, and trains on its rows (shuffled within the block) with the
+    in-memory training loop, the Adam state carried from block to block.
+    Peak memory is one block and the validation rows. ``offset_`` is the
+    ``contamination`` percentile of the training scores, gathered (one float
+    per row).
+    """
+    import torch
+    from sklearn.base import clone
+
+    from unsup.neural._training import TOL, _mean_eval_loss, train
+
+    estimator._validate_params()
+    A, _, blocks, summary, names = _prepare_fit(estimator, X, None, min_samples=2)
+    n, d = A.shape
+    work = clone(estimator)
+    work._check_params_vs_input()
+    work._initialise(np.zeros((2, d), dtype=A.dtype))  # modules, generators: the statistics come next
+    if work.scale:
+        std = np.sqrt(summary.var)
+        tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(summary.mean), 1.0)
+        std[~(std > tiny)] = 1.0
+        work.mean_, work.scale_ = summary.mean.copy(), std
+    seed = int(torch.randint(0, np.iinfo(np.int32).max, (1,), generator=work._generator))
+    fraction = work.validation_fraction if work.early_stopping else 0.0
+    p = min(fraction, _MAX_VALIDATION_ROWS / n)
+    X_val = None
+    if p > 0:
+        rows = np.vstack(_each_block(_validation_block, blocks, seed, p))
+        if len(rows):
+            X_val = work._standardise(np.ascontiguousarray(rows))
+    xs_blocks = A.to_delayed().ravel()
+    starts = [s for _, _, s in blocks]
+    best_state, best, no_improvement, converged = None, np.inf, 0, False
+    loss_curve, val_scores, state = [], [], None
+    modules = [m for m in work._modules() if m is not None]
+    for epoch in range(1, work.max_epochs + 1):
+        total, count = 0.0, 0
+        for b in torch.randperm(len(xs_blocks), generator=work._generator).tolist():
+            Xb = np.asarray(xs_blocks[b].compute())
+            if p > 0:
+                Xb = Xb[~_validation_mask(len(Xb), starts[b], seed, p)]
+            if len(Xb) == 0:
+                continue
+            result = train(
+                work._modules(), work._batch_loss, work._standardise(np.ascontiguousarray(Xb)),
+                batch_size=work.batch_size, max_epochs=1, n_iter_no_change=1,
+                learning_rate=work.learning_rate, weight_decay=work.weight_decay,
+                generator=work._generator, dropout_generator=work._device_generator,
+                optimizer_state=state, first_epoch=epoch, warn_max_epochs=False, name=type(work).__name__,
+            )
+            state = result.optimizer_state
+            total += result.loss_curve[0] * len(Xb)
+            count += len(Xb)
+        loss = total / count
+        loss_curve.append(loss)
+        monitored = loss
+        if X_val is not None:
+            with torch.no_grad():
+                monitored = float(_mean_eval_loss(work._sample_loss, X_val).item())
+            val_scores.append(-monitored)
+        if work.verbose:
+            print(f"{type(work).__name__} epoch {epoch}: loss {loss:.6g} (streamed over {len(xs_blocks)} blocks)")
+        if monitored < best - TOL * abs(best) or not math.isfinite(best):
+            no_improvement = 0
+            if X_val is not None:
+                best_state = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
+        else:
+            no_improvement += 1
+        best = min(best, monitored)
+        if no_improvement >= work.n_iter_no_change:
+            converged = True
+            break
+    if best_state is not None:
+        for m, saved in zip(modules, best_state):
+            m.load_state_dict(saved)
+    work._optimizer_state = state
+    work.loss_curve_, work.validation_scores_ = loss_curve, val_scores
+    work.best_loss_, work.n_iter_ = float(best), len(loss_curve)
+    if not converged:
+        warnings.warn(
+            f"{type(work).__name__}: the maximum number of epochs ({work.max_epochs}) was reached "
+            "and the loss is still improving; increase max_epochs.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    _set_features(work, d, names)
+    work.offset_ = 0.0  # score_samples does not read it; set from the scores next
+    scores = np.asarray(_lazy_map(work, "score_samples", A, names).compute())
+    work.offset_ = float(np.percentile(scores, 100.0 * work.contamination))
+    work.model_size_bytes_ = work._model_size()
+    # Every pass succeeded: only now does the estimator change.
+    for key in [k for k in vars(estimator) if k.endswith("_") and not k.startswith("__")]:
+        del estimator.__dict__[key]
+    params = estimator.get_params(deep=False)
+    estimator.__dict__.update({k: v for k, v in vars(work).items() if k not in params})
     return estimator
