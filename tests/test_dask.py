@@ -426,3 +426,30 @@ def test_neural_fit_streams_the_blocks(Estimator):
     # The same model quality as the in-memory fit (the same epochs over the same rows).
     assert streamed.score(A) >= whole.score(A) - 0.5 * abs(whole.score(A))
     np.testing.assert_allclose(np.mean(streamed.predict(A) == -1), streamed.contamination, atol=0.01)
+
+
+# ------------------------------------------------------------ command line
+def test_cli_reads_several_files_on_a_scheduler(cluster, tmp_path, capsys):
+    from unsup.cli import main
+
+    lc, _ = cluster
+    for i in range(3):
+        np.save(tmp_path / f"part{i}.npy", X[i * 300 : (i + 1) * 300])
+    pattern = str(tmp_path / "part*.npy")
+    out = tmp_path / "labels.npz"
+    assert main(["cluster", pattern, "-k", "3", "--scheduler", lc.scheduler_address, "-q", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "900 samples -> 3 clusters" in printed
+    saved = np.load(out)
+    ref = KMeans(3, random_state=0, init=saved["cluster_centers"], n_init=1).fit(X)
+    np.testing.assert_array_equal(saved["labels"], ref.labels_)  # a fixed point of the in-memory fit
+    codes = tmp_path / "codes.npy"
+    files = [str(tmp_path / f"part{i}.npy") for i in range(3)]
+    assert main(["compress", *files, "--scheduler", lc.scheduler_address, "-q", "-o", str(codes)]) == 0
+    q = Quantizer(n_bits=8, scheme="asymmetric", granularity="per_channel", axis=1)
+    for i in range(3):
+        q.partial_fit(X[i * 300 : (i + 1) * 300])
+    np.testing.assert_array_equal(np.load(codes), q.transform(X))
+    np.save(tmp_path / "narrow.npy", X[:10, :3])
+    assert main(["cluster", files[0], str(tmp_path / "narrow.npy"), "-k", "2", "-q"]) == 2
+    assert "different numbers of columns" in capsys.readouterr().err
