@@ -453,3 +453,17 @@ def test_cli_reads_several_files_on_a_scheduler(cluster, tmp_path, capsys):
     np.save(tmp_path / "narrow.npy", X[:10, :3])
     assert main(["cluster", files[0], str(tmp_path / "narrow.npy"), "-k", "2", "-q"]) == 2
     assert "different numbers of columns" in capsys.readouterr().err
+
+
+def test_blas_threads_are_restored_after_threaded_tasks():
+    from threadpoolctl import threadpool_info
+
+    def blas():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas()
+    km = KMeans(3, random_state=0).fit(X)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        km.predict(_dask(X, (100, 4))).compute()
+        KMeans(3, init=X[[0, 400, 800]], n_init=1).fit(_dask(X, (100, 4)))
+    assert blas() == before
