@@ -146,11 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_run_demo)
 
-    data_help = "a numeric .csv (header optional) or a 2-d .npy file"
+    data_help = (
+        "a numeric .csv (header optional) or a 2-d .npy file; several .npy files or a glob "
+        "('parts/*.npy') are read as one dask array, a block per file"
+    )
+    scaling = _Parser(add_help=False)
+    scaling.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="run on the Dask cluster at ADDRESS (e.g. tcp://10.0.0.1:8786); several files without it "
+        "start a local cluster of 2 workers",
+    )
 
     cluster = sub.add_parser(
         "cluster",
-        parents=[common],
+        parents=[common, scaling],
         help="cluster the rows of DATA",
         description="Cluster the rows of DATA and write one label per row.",
         epilog=(
@@ -159,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Without -o only the summary is printed."
         ),
     )
-    cluster.add_argument("data", metavar="DATA", help=data_help)
+    cluster.add_argument("data", metavar="DATA", nargs="+", help=data_help)
     cluster.add_argument(
         "-a", "--algorithm", choices=ALGORITHMS, default="kmeans", help="the clustering model (default kmeans)"
     )
@@ -195,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     detect = sub.add_parser(
         "detect",
-        parents=[common],
+        parents=[common, scaling],
         help="flag anomalous rows of DATA with an autoencoder",
         description=(
             "Train an autoencoder on DATA and flag the rows it reconstructs worst: the 'contamination' "
@@ -207,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
             "columns; .npy a (n, 2) float array of both; .npz 'score', 'outlier' and 'threshold'."
         ),
     )
-    detect.add_argument("data", metavar="DATA", help=data_help)
+    detect.add_argument("data", metavar="DATA", nargs="+", help=data_help)
     detect.add_argument(
         "--model",
         choices=("autoencoder", "vae"),
@@ -240,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compress = sub.add_parser(
         "compress",
-        parents=[common],
+        parents=[common, scaling],
         help="compress the rows of DATA to 8-, 4- or 1-bit codes",
         description="Quantize the rows of DATA (vectors, embeddings) to integer codes and report the error.",
         epilog=(
@@ -250,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
             "(x = scale * (code - zero_point)), or at 1 bit 'threshold' and 'levels'."
         ),
     )
-    compress.add_argument("data", metavar="DATA", help=data_help)
+    compress.add_argument("data", metavar="DATA", nargs="+", help=data_help)
     compress.add_argument("--n-bits", type=int, choices=(8, 4, 1), default=8, help="bits per value (default 8)")
     compress.add_argument(
         "--scheme",
@@ -1078,6 +1089,17 @@ def save_demo_plots(output, *, Z, y, agglomerative, divisive, scores, is_anomaly
 # ---------------------------------------------------------------------- main
 
 
+def _runner(args):
+    """The command's function: the Dask one for several files, a glob or ``--scheduler``."""
+    if isinstance(getattr(args, "data", None), list):
+        from unsup import _dask_cli
+
+        if _dask_cli.wants_dask(args):
+            return _dask_cli.run
+        args.data = args.data[0]
+    return args.run
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``unsup`` command line; return the exit status.
 
@@ -1117,7 +1139,7 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")
             else:
                 warnings.showwarning = rep.warning
-            args.run(args, rep)
+            _runner(args)(args, rep)
     except InputError as exc:
         rep._close("failed")
         print(f"{command}: error: {exc}", file=sys.stderr, flush=True)

@@ -39,6 +39,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.extmath import row_norms
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from unsup._dask import dask_support
 from unsup._sklearn_private import (
     Interval,
     StrOptions,
@@ -147,6 +148,7 @@ def diana_split(D):
     return splinter
 
 
+@dask_support
 class DivisiveClustering(ClusterMixin, BaseEstimator):
     """Top-down hierarchical clustering: bisecting k-means in any metric, or DIANA.
 

@@ -32,6 +32,7 @@ from scipy.spatial.distance import pdist, squareform
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
+from unsup._dask import dask_support
 from unsup._sklearn_private import Interval, StrOptions, _fit_context
 from unsup.metrics._pairwise import _block_rows, _iter_blocks
 from unsup.metrics._registry import METRIC_NAMES, Metric, get_metric
@@ -355,6 +356,7 @@ def _iter_query_blocks(X, reference, metric, working_memory=None):
     yield from _iter_blocks(X, reference, metric, working_memory)
 
 
+@dask_support
 class AgglomerativeClustering(ClusterMixin, BaseEstimator):
     """Bottom-up hierarchical clustering with any linkage and metric, ``predict`` and ``cut``.
 

@@ -32,6 +32,7 @@ from sklearn.utils.extmath import row_norms
 from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from unsup._dask import dask_support
 from unsup._sklearn_private import (
     Interval,
     StrOptions,
@@ -119,6 +120,19 @@ def _kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n
         best = int(np.argmin(potentials))
         potential, closest, indices[c] = potentials[best], to_candidates[best], candidates[best]
     return _rows(X, indices), indices
+
+
+def _kmeans_parallel(estimator, X, sample_weight, random_state):
+    """k-means|| seeding of an in-memory ``X`` (one block of the dask engine's algorithm)."""
+    from unsup._dask import kmeans_parallel_init
+
+    if sp.issparse(X):
+        X = X.toarray()
+    spec = ("raw", np.zeros(X.shape[1], dtype=X.dtype), X.dtype, estimator.metric, dict(estimator.metric_params or {}))
+    return kmeans_parallel_init(
+        [(X, sample_weight, 0)], spec, estimator.n_clusters, random_state,
+        metric=estimator.metric, metric_params=estimator.metric_params,
+    )
 
 
 def _relocate_empty(centres, X, sample_weight, mins):
@@ -216,6 +230,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
     return labels.astype(np.int32), float(mins @ sample_weight), centres, i + 1
 
 
+@dask_support
 class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """K-means clustering in any metric, the centre update matching the metric.
 
@@ -245,9 +260,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         ``f(a, b) -> float`` (slow: one call per pair; medoid centres).
     metric_params : dict, default=None
         Parameters of the metric, e.g. ``{"p": 3}`` for minkowski.
-    init : {"k-means++", "random"}, callable or array-like of shape (n_clusters, n_features), default="k-means++"
+    init : {"k-means++", "k-means||", "random"}, callable or array-like of shape (n_clusters, n_features), default="k-means++"
         ``"k-means++"`` seeds in the chosen metric (sampling in proportion to
-        the k-means cost to the nearest centre already chosen); ``"random"``
+        the k-means cost to the nearest centre already chosen);
+        ``"k-means||"`` is its scalable form (Bahmani et al. 2012: a few
+        rounds of oversampling, candidates weighted by the sample weight of
+        their nearest rows, reclustered by k-means++), the seeding of fits on
+        dask arrays, where ``"k-means++"`` also runs k-means||; ``"random"``
         picks ``n_clusters`` rows at random (in proportion to
         ``sample_weight``); a callable is called as
         ``init(X, n_clusters, random_state=random_state)``.
@@ -309,7 +328,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "metric": [StrOptions(set(METRIC_NAMES) | {"precomputed"}), callable],
         "metric_params": [dict, None],
-        "init": [StrOptions({"k-means++", "random"}), callable, "array-like"],
+        "init": [StrOptions({"k-means++", "k-means||", "random"}), callable, "array-like"],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -435,6 +454,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 )
                 return centres
             return _kmeans_plusplus(X, self.n_clusters, metric.cost(), sample_weight, random_state)[0]
+        if isinstance(init, str) and init == "k-means||":
+            return _kmeans_parallel(self, X, sample_weight, random_state)
         if isinstance(init, str) and init == "random":
             seeds = random_state.choice(
                 X.shape[0], size=self.n_clusters, replace=False, p=sample_weight / sample_weight.sum()

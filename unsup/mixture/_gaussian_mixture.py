@@ -30,6 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from unsup._dask import dask_support
 from unsup._sklearn_private import Interval, StrOptions, _check_sample_weight, _fit_context
 from unsup.cluster import KMeans
 from unsup.cluster._kmeans import _MEAN_METRICS, _kmeans_plusplus
@@ -107,6 +108,7 @@ def _check_precisions(precisions, covariance_type, n_components, n_features):
     return precisions
 
 
+@dask_support
 class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM: soft clustering, densities, ``sample_weight``.
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from unsup._dask import dask_support
 from unsup.neural._base import BaseNeuralEstimator
 
 __all__ = ["Autoencoder"]
 
 
+@dask_support
 class Autoencoder(BaseNeuralEstimator):
     """Autoencoder: a scikit-learn transformer and outlier detector around a torch MLP.
 

@@ -9,12 +9,14 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from unsup._dask import dask_support
 from unsup._sklearn_private import Interval
 from unsup.neural._base import LOGVAR_CLAMP, BaseNeuralEstimator
 
 __all__ = ["VAE", "VariationalAutoencoder"]
 
 
+@dask_support
 class VariationalAutoencoder(BaseNeuralEstimator):
     """Variational autoencoder: a generative transformer and outlier detector.
 

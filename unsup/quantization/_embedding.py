@@ -34,6 +34,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from unsup._dask import dask_support
 from unsup._sklearn_private import Interval, StrOptions, _fit_context
 from unsup.quantization._functional import SCHEMES, quant_range
 from unsup.quantization._observers import GRANULARITIES, OBSERVER_NAMES, Observer
@@ -62,6 +63,7 @@ def _encoder_has(name):
     return check
 
 
+@dask_support
 class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Compress latent vectors to 8-, 4- or 1-bit codes, and search them.
 

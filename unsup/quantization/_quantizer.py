@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from unsup._dask import dask_support
 from unsup.quantization._functional import (
     as_codes,
     check_qconfig,
@@ -26,6 +27,7 @@ from unsup.quantization._observers import batch_minmax, check_granularity, get_o
 __all__ = ["Quantizer"]
 
 
+@dask_support
 class Quantizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Uniform quantization of features to ``n_bits`` integer codes.
 
