@@ -31,11 +31,9 @@ Design constraints
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import math
-import threading
 import uuid
 import warnings
 
@@ -66,35 +64,19 @@ _SAMPLE_THEN_PREDICT = (
 
 
 # ------------------------------------------------------------- BLAS threads
-_BLAS_LOCK = threading.Lock()
-_BLAS_STATE = {"depth": 0, "limiter": None}
-
-
-@contextlib.contextmanager
 def one_blas_thread():
     """One BLAS thread while any block task of this process runs; the caller's limits after.
 
     Dask already runs one task per core: BLAS threads inside each task's small
     products would only wait on each other (two orders of magnitude slower on
-    a busy machine). ``threadpoolctl`` limits are process-wide, so concurrent
-    tasks of the threaded scheduler share one limit: the first task to enter
-    sets it, the last to leave restores what was there before (a nested
-    ``threadpool_limits`` inside a task saves and restores the same 1).
+    a busy machine). The limit is :func:`unsup.utils._threads.single_threaded`'s,
+    counted across every thread of the process (the threaded scheduler's tasks
+    and unsup's own steps alike): the first to enter sets it, the last to leave
+    restores what was there before.
     """
-    from unsup.utils._threads import threadpool_controller
+    from unsup.utils._threads import single_threaded
 
-    with _BLAS_LOCK:
-        if _BLAS_STATE["depth"] == 0:
-            _BLAS_STATE["limiter"] = threadpool_controller().limit(limits=1, user_api="blas")
-        _BLAS_STATE["depth"] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _BLAS_STATE["depth"] -= 1
-            if _BLAS_STATE["depth"] == 0:
-                _BLAS_STATE["limiter"].restore_original_limits()
-                _BLAS_STATE["limiter"] = None
+    return single_threaded("blas")
 
 
 def _task(fn, *args):
