@@ -394,6 +394,7 @@ def _load_npy(path: str) -> np.ndarray:
         raise InputError(f"{path}: is an .npz archive, expected a single .npy array")
     if magic != b"\x93NUMPY":
         raise InputError(f"{path}: not a valid .npy file (no .npy header)")
+    _check_npy_size(path)
     try:
         X = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -417,6 +418,34 @@ def _load_npy(path: str) -> np.ndarray:
         i, j = np.argwhere(bad)[0]
         raise InputError(f"{path}: {_kind_of(X[i, j])} at row {i}, column {j} (0-based)")
     return X
+
+
+def _check_npy_size(path: str) -> None:
+    """Compare the shape and dtype in a .npy header with the bytes that follow it.
+
+    ``np.load`` allocates what the header claims before reading: a 1 KB file
+    claiming (1e9, 16) would ask for 119 GiB. An object array (no fixed size)
+    is left to ``np.load``, which refuses it.
+    """
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a valid .npy file ({' '.join(str(exc).split()) or type(exc).__name__})") from None
+    if dtype.hasobject:
+        return
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    held = os.path.getsize(path) - offset
+    if claimed > held:
+        raise InputError(
+            f"{path}: truncated or corrupt .npy file: its header claims shape {tuple(shape)} of {dtype} "
+            f"({claimed:,} bytes) but the file holds {held:,} bytes of data"
+        )
 
 
 def _kind_of(value: float) -> str:
@@ -573,8 +602,8 @@ def _write_csv(f, columns, names):
         table = np.column_stack(arrays)
         header = list(columns) if names is None else names
         fmt = ["%d" if a.dtype.kind in "biu" else "%.9g" for a in arrays]
-    if header:
-        f.write(",".join(header) + "\n")
+    if header:  # quoted where a name holds a comma, a quote or a line break
+        csv.writer(f, lineterminator="\n").writerow(header)
     np.savetxt(f, table, fmt=fmt, delimiter=",")
 
 
@@ -1150,6 +1179,16 @@ def main(argv: list[str] | None = None) -> int:
         where = getattr(args, "data", None)
         prefix = f"{where}: " if where else ""
         print(f"{command}: error: {prefix}{' '.join(str(exc).split())}", file=sys.stderr, flush=True)
+        return EXIT_USAGE
+    except MemoryError:
+        rep._close("failed")
+        where = getattr(args, "data", None)
+        prefix = f"{where}: " if isinstance(where, str) else ""
+        print(
+            f"{command}: error: {prefix}out of memory (the data or the model is too large for this machine; "
+            "try fewer rows, a smaller model or a float32 .npy)",
+            file=sys.stderr, flush=True,
+        )
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader of stdout went away (| head): not an error of ours.
