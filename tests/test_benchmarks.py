@@ -3,6 +3,7 @@
 Timings are never asserted: the figures come from full runs by hand.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,42 @@ def test_benchmark_runs_quick(script):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "ratio" in done.stdout
+    check_ratios(done.stdout)
+
+
+# A ratio as the scripts print it: "ratio 0.52x", "ratio to PCA 0.300x", "...: 1.20x"
+RATIO = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?(?:e[-+]?\d+)?)x\b")
+
+
+def check_ratios(stdout):
+    """Every ratio the script prints is a finite positive number, and it prints at least one."""
+    lines = [line for line in stdout.splitlines() if "ratio" in line]
+    assert lines, f"no ratio printed:\n{stdout[-2000:]}"
+    values = [float(v) for line in lines for v in RATIO.findall(line)]
+    assert values, f"no figure in the ratio lines:\n" + "\n".join(lines)
+    for line in lines:
+        assert not re.search(r"\b(nan|inf)\b", line, re.IGNORECASE), line
+    assert all(0 < v < 1e6 for v in values), values
+
+
+@pytest.mark.parametrize(
+    "stdout, ok",
+    [
+        ("  unsup  1.0 s  ratio 0.52x\n", True),
+        ("  MSE 0.1  ratio to PCA(8) 0.300x; AUC ratio 1.02x\n", True),
+        ("  unsup  1.0 s  ratio nanx\n", False),
+        ("  unsup  1.0 s  ratio inf\n", False),
+        ("  unsup 1.0 s\n", False),
+        ("  ratio n/a\n", False),
+        ("  ratio 0.00x\n", False),
+    ],
+)
+def test_check_ratios_rejects_missing_or_broken_figures(stdout, ok):
+    if ok:
+        check_ratios(stdout)
+    else:
+        with pytest.raises(AssertionError):
+            check_ratios(stdout)
 
 
 def test_there_are_benchmarks():

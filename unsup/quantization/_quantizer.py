@@ -18,6 +18,7 @@ from unsup._dask import dask_support
 from unsup.quantization._functional import (
     as_codes,
     check_qconfig,
+    code_dtype,
     dequantize_array,
     quant_range,
     quantize_array,
@@ -25,6 +26,9 @@ from unsup.quantization._functional import (
 from unsup.quantization._observers import batch_minmax, check_granularity, get_observer
 
 __all__ = ["Quantizer"]
+
+# Input per chunk of rows in quantize / inverse_transform: the working set beside the output.
+_CHUNK_BYTES = 2 << 20
 
 
 @dask_support
@@ -254,16 +258,39 @@ class Quantizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        if self.dynamic:
+        codes = np.empty(X.shape, dtype=code_dtype(self.n_bits, self.scheme))
+        scales = zero_points = None  # dynamic: allocated at the first chunk, filled chunk by chunk
+        # Bounded chunks of rows: the per-sample ranges and the parameters laid
+        # out against the data (per block, one per value) are made for a chunk
+        # at a time, so the extra memory is the output plus a fixed working set.
+        for r0, r1 in self._row_chunks(X):
+            rows = X[r0:r1]
+            if self.dynamic:
+                scale, zero_point = self.observer_.per_sample_qparams(rows)
+                if scales is None:
+                    scales = np.empty((X.shape[0],) + scale.shape[1:], dtype=scale.dtype)
+                    zero_points = np.empty((X.shape[0],) + zero_point.shape[1:], dtype=zero_point.dtype)
+                scales[r0:r1] = scale
+                zero_points[r0:r1] = zero_point
+            else:
+                scale, zero_point = self.scale_, self.zero_point_
+            s, z, block_size = self._layout(scale, zero_point, rows.shape[0])
+            codes[r0:r1] = quantize_array(
+                rows, s, z, n_bits=self.n_bits, scheme=self.scheme, rounding=self.rounding,
+                axis=None, block_size=block_size, input_name="X",
+            )
+        if not self.dynamic:
+            return codes, self.scale_, self.zero_point_
+        if scales is None:  # no rows
             scale, zero_point = self.observer_.per_sample_qparams(X)
-        else:
-            scale, zero_point = self.scale_, self.zero_point_
-        s, z, block_size = self._layout(scale, zero_point, X.shape[0])
-        codes = quantize_array(
-            X, s, z, n_bits=self.n_bits, scheme=self.scheme, rounding=self.rounding,
-            axis=None, block_size=block_size, input_name="X",
-        )
-        return codes, scale, zero_point
+            return codes, scale, zero_point
+        return codes, scales, zero_points
+
+    def _row_chunks(self, X):
+        """``(start, stop)`` of row chunks of about ``_CHUNK_BYTES`` of floats each (input or output)."""
+        n = X.shape[0]
+        rows = max(1, _CHUNK_BYTES // max(1, X.shape[1] * np.dtype(self._dtype).itemsize))
+        return [(r0, min(n, r0 + rows)) for r0 in range(0, n, rows)]
 
     def transform(self, X):
         """Quantize ``X`` to integer codes.
@@ -315,11 +342,20 @@ class Quantizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             scale, zero_point = self.scale_, self.zero_point_
         if zero_point is None:
             zero_point = np.zeros(np.shape(scale), dtype=np.int32)
-        s, z, block_size = self._layout(scale, zero_point, codes.shape[0])
-        return dequantize_array(
-            codes, s, z, axis=None, block_size=block_size, dtype=self._dtype,
-            qrange=quant_range(self.n_bits, self.scheme),
-        )
+        self._layout(scale, zero_point, codes.shape[0])  # the shapes, checked once
+        scale, zero_point = np.asarray(scale), np.asarray(zero_point)
+        per_sample = self.dynamic and scale.ndim > 0 and scale.shape[0] == codes.shape[0]
+        out = np.empty(codes.shape, dtype=self._dtype)
+        for r0, r1 in self._row_chunks(codes):  # as in quantize: bounded working memory
+            s, z = (scale[r0:r1], zero_point[r0:r1] if zero_point.ndim else zero_point) if per_sample else (
+                scale, zero_point
+            )
+            s, z, block_size = self._layout(s, z, r1 - r0)
+            out[r0:r1] = dequantize_array(
+                codes[r0:r1], s, z, axis=None, block_size=block_size, dtype=self._dtype,
+                qrange=quant_range(self.n_bits, self.scheme),
+            )
+        return out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
