@@ -254,7 +254,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         ``init(X, n_clusters, random_state=random_state)``.
     n_init : "auto" or int, default="auto"
         Runs from different seeds; the one with the least inertia is kept.
-        ``"auto"``: 10 for ``init="random"``, 1 otherwise (as scikit-learn).
+        ``"auto"``: 10 for ``init="random"`` or a callable, 1 for
+        ``"k-means++"`` or an array (as scikit-learn).
     max_iter : int, default=300
         Maximum iterations of one run (epochs over the data when
         ``batch_size`` is set).
@@ -394,8 +395,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 f"init='random' needs at least n_clusters={self.n_clusters} samples "
                 f"of positive sample_weight, got {np.count_nonzero(sample_weight)}."
             )
-        if self.n_init == "auto":
-            self._n_init = 10 if is_random else 1
+        if self.n_init == "auto":  # as scikit-learn: one run for k-means++ or an array
+            self._n_init = 10 if (is_random or callable(self.init)) else 1
         else:
             self._n_init = self.n_init
         if not (isinstance(self.init, str) or callable(self.init)) and self._n_init != 1:
