@@ -49,7 +49,7 @@ import math
 import numpy as np
 from scipy import linalg
 
-from unsup._sklearn_private import _openmp_effective_n_threads
+from unsup._sklearn_adapter import effective_n_threads
 from unsup.utils._threads import thread_pool, threadpool_controller
 
 # Working memory of one block of rows (per thread), in bytes: near the L2 cache.
@@ -160,13 +160,13 @@ class EMData:
 def map_blocks(data: EMData, fn):
     """``[fn(start, stop) for each block]``, on a few threads when there are several blocks."""
     blocks = data.blocks()
-    n_threads = min(_openmp_effective_n_threads(), len(blocks))
+    n_threads = min(effective_n_threads(), len(blocks))
     # One BLAS thread per block: the products are small, and BLAS threads
     # waiting on each other cost far more than they give on a busy machine.
     with threadpool_controller().limit(limits=1, user_api="blas"):
         if n_threads <= 1:
             return [fn(start, stop) for start, stop in blocks]
-        pool = thread_pool("em", _openmp_effective_n_threads())  # one size per process, not per call
+        pool = thread_pool("em", effective_n_threads())  # one size per process, not per call
         return list(pool.map(lambda b: fn(*b), blocks))
 
 

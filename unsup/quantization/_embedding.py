@@ -34,7 +34,7 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from unsup._sklearn_private import Interval, StrOptions, _fit_context, _openmp_effective_n_threads
+from unsup._sklearn_adapter import Interval, StrOptions, effective_n_threads, fit_context
 from unsup.quantization._functional import SCHEMES, quant_range
 from unsup.quantization._observers import GRANULARITIES, OBSERVER_NAMES, Observer
 from unsup.quantization._packing import pack_bits, unpack_bits
@@ -243,7 +243,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return self.codes_.shape[1]
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=False)  # the encoder's parameters are validated by it
+    @fit_context(prefer_skip_nested_validation=False)  # the encoder's parameters are validated by it
     def fit(self, X, y=None):
         """Fit the encoder, calibrate the codes and index the training set.
 
@@ -261,7 +261,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._fit(X, y)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit_transform(self, X, y=None):
         """Fit, then return the codes of ``X`` (those indexed: no second pass).
 
@@ -539,7 +539,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         else:
             n_candidates = n_neighbors
 
-        n_threads = _openmp_effective_n_threads()  # the usable cores, or OMP_NUM_THREADS
+        n_threads = effective_n_threads()  # the usable cores, or OMP_NUM_THREADS
         if self.n_bits == 1:
             query_bits = self.codes_ if query_is_train else self._pack(self._quantize(Z))
             index, hamming = scan_hamming(

@@ -40,7 +40,7 @@ import threading
 import numpy as np
 from sklearn.utils import assert_all_finite
 
-from unsup._sklearn_private import _openmp_effective_n_threads
+from unsup._sklearn_adapter import effective_n_threads
 from unsup.utils._threads import thread_pool
 
 __all__ = [
@@ -139,7 +139,7 @@ def _blocks(shape, params):
 def run_chunks(work, blocks, make_scratch=None):
     """Call ``work(block, scratch)`` for every block, shared among threads.
 
-    The number of threads is scikit-learn's ``_openmp_effective_n_threads()``
+    The number of threads is scikit-learn's ``effective_n_threads()``
     (the usable cores, or ``OMP_NUM_THREADS``). Threads take the next block
     from ``blocks`` (any iterable, consumed under a lock, so lazily made
     blocks are made once) until none is left; the caller's thread works too.
@@ -161,7 +161,7 @@ def run_chunks(work, blocks, make_scratch=None):
         return
     second = next(it, None)
     scratch = make_scratch() if make_scratch is not None else None
-    n_threads = _openmp_effective_n_threads()
+    n_threads = effective_n_threads()
     if second is None or n_threads == 1:
         for block in (first,) if second is None else (first, second):
             work(block, scratch)
