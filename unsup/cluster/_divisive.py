@@ -180,7 +180,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
       clusters in ``metric``, with the metric's centre rule (means for
       euclidean, medians for manhattan, unit means for cosine, modes for
       hamming, medoids otherwise). With euclidean this is scikit-learn's
-      :class:`~sklearn.cluster.BisectingKMeans`.
+      :class:`~sklearn.cluster.BisectingKMeans`. Sparse (CSR) input is
+      accepted with the euclidean, sqeuclidean and cosine metrics.
     - ``method="diana"``: Kaufman & Rousseeuw's divisive analysis. The
       cluster of largest diameter (largest distance between two members) is
       split by a splinter group: its member of largest mean distance to the
@@ -235,7 +236,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         Cluster of each training sample, numbered in order of first appearance.
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
         Centre of each cluster by the metric's centre rule (mean, median,
-        unit mean, mode or medoid). Not set with ``metric="precomputed"``.
+        unit mean, mode or medoid), in the dtype of ``X`` (float32 is kept).
+        Not set with ``metric="precomputed"``.
     medoid_indices_ : ndarray of shape (n_clusters,)
         With ``metric="precomputed"`` only: the training sample of least
         total distance to its cluster.
@@ -360,7 +362,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or (n_samples, n_samples) if metric="precomputed"
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), or (n_samples, n_samples) if metric="precomputed"
+            Sparse (CSR) with method="bisecting" and a euclidean or cosine metric.
         y : Ignored
 
         Returns
