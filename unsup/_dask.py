@@ -570,16 +570,9 @@ def kmeans_parallel_init(blocks, spec, n_clusters, random_state, *, metric, metr
 
 def _labels_lloyd(Xw, w, centres):
     """scikit-learn's Lloyd labelling (its chunked kernel, one thread): the in-memory fit's labels."""
-    from unsup._sklearn_private import lloyd_iter_chunked_dense
+    from unsup._sklearn_adapter import lloyd_step
 
-    k = len(centres)
-    labels = np.full(len(Xw), -1, dtype=np.int32)
-    dummy = np.zeros_like(centres)
-    lloyd_iter_chunked_dense(
-        Xw, w, centres, dummy, np.zeros(k, dtype=Xw.dtype), labels, np.zeros(k, dtype=Xw.dtype), 1,
-        update_centers=False,
-    )
-    return labels
+    return lloyd_step(Xw, w, centres, 1)[0]
 
 
 # Rows handled at once inside a block: temporaries stay a small fraction of the block.
@@ -781,7 +774,7 @@ def _run_minibatch(estimator, A, w, centres, random_state, *, max_iter, tol, ver
 
 def fit_kmeans(estimator, X, y=None, sample_weight=None):
     """``KMeans.fit`` on a dask array (see :meth:`unsup.cluster.KMeans.fit`)."""
-    from unsup.cluster._kmeans import _MAX_STREAMED_MODES, _MEAN_METRICS
+    from unsup.cluster._kmeans import _MAX_STREAMED_MODES
 
     estimator._validate_params()
     metric = estimator._get_metric()

@@ -40,14 +40,13 @@ from sklearn.utils.extmath import row_norms
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from unsup._dask import dask_support
-from unsup._sklearn_private import (
+from unsup._sklearn_adapter import (
     Interval,
     StrOptions,
-    _fit_context,
-    _inertia_dense,
-    _is_same_clustering,
-    _kmeans_plusplus,
-    _kmeans_single_lloyd,
+    fit_context,
+    inertia as sse,
+    is_same_clustering,
+    lloyd,
 )
 from unsup.cluster._hierarchical import (
     _iter_query_blocks,
@@ -61,6 +60,7 @@ from unsup.metrics._centres import compute_centres
 from unsup.metrics._pairwise import _iter_blocks, pairwise_distances
 from unsup.metrics._registry import METRIC_NAMES, get_metric
 from unsup.utils._threads import openmp_n_threads, single_threaded
+from unsup.utils.validation import upcast_if_overflow
 
 __all__ = ["DivisiveClustering"]
 
@@ -68,20 +68,39 @@ __all__ = ["DivisiveClustering"]
 _SINGLE_THREAD_ROWS = 2048
 
 
+def _dense_row(X, i):
+    """Row ``i`` of ``X`` (dense or CSR) as a 1-D array."""
+    return X[i].toarray().ravel() if sp.issparse(X) else X[i]
+
+
 class _LloydData:
     """What the squared-euclidean bisections share within one fit, computed once.
 
-    As scikit-learn's ``BisectingKMeans``: the data centred on its mean (for
+    As scikit-learn's ``BisectingKMeans``: dense data centred on its mean (for
     accurate distances; a C-ordered copy, the caller's array is untouched),
-    the squared norms of its rows, unit sample weights and the OpenMP threads.
+    sparse data left as it is (to stay sparse), the squared norms of the
+    rows, unit sample weights (in the data's dtype) and the OpenMP threads.
+    ``root_centre`` and ``root_cost`` are the mean of all rows and their sum
+    of squared distances to it.
     """
 
     def __init__(self, X):
-        self.mean = X.mean(axis=0)
-        self.Xc = np.subtract(X, self.mean, order="C")
+        if sp.issparse(X):
+            self.mean = np.zeros(X.shape[1], dtype=X.dtype)
+            self.Xc = X
+        else:
+            self.mean = X.mean(axis=0)
+            self.Xc = np.subtract(X, self.mean, order="C")
         self.sq_norms = row_norms(self.Xc, squared=True)
         self.weights = np.ones(X.shape[0], dtype=self.Xc.dtype)
         self.n_threads = openmp_n_threads()
+        if sp.issparse(X):
+            self.root_centre = np.asarray(X.mean(axis=0)).ravel()
+            sq = float(self.sq_norms.sum(dtype=np.float64))
+            self.root_cost = max(sq - X.shape[0] * float(self.root_centre @ self.root_centre), 0.0)
+        else:
+            self.root_centre = self.mean.copy()
+            self.root_cost = float(self.sq_norms.sum())
 
 
 class _Bisection(KMeans):
@@ -162,7 +181,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
       clusters in ``metric``, with the metric's centre rule (means for
       euclidean, medians for manhattan, unit means for cosine, modes for
       hamming, medoids otherwise). With euclidean this is scikit-learn's
-      :class:`~sklearn.cluster.BisectingKMeans`.
+      :class:`~sklearn.cluster.BisectingKMeans`. Sparse (CSR) input is
+      accepted with the euclidean, sqeuclidean and cosine metrics.
     - ``method="diana"``: Kaufman & Rousseeuw's divisive analysis. The
       cluster of largest diameter (largest distance between two members) is
       split by a splinter group: its member of largest mean distance to the
@@ -217,7 +237,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         Cluster of each training sample, numbered in order of first appearance.
     cluster_centers_ : ndarray of shape (n_clusters, n_features)
         Centre of each cluster by the metric's centre rule (mean, median,
-        unit mean, mode or medoid). Not set with ``metric="precomputed"``.
+        unit mean, mode or medoid), in the dtype of ``X`` (float32 is kept).
+        Not set with ``metric="precomputed"``.
     medoid_indices_ : ndarray of shape (n_clusters,)
         With ``metric="precomputed"`` only: the training sample of least
         total distance to its cluster.
@@ -309,20 +330,41 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.pairwise = isinstance(self.metric, str) and self.metric == "precomputed"
+        try:
+            tags.input_tags.sparse = self._accept_sparse(self._get_metric()) is not False
+        except (TypeError, ValueError):  # invalid parameters: fit will say so
+            tags.input_tags.sparse = False
         return tags
+
+    def _get_metric(self):
+        """The metric (None for precomputed distances)."""
+        if isinstance(self.metric, str) and self.metric == "precomputed":
+            return None
+        return get_metric(self.metric, **(self.metric_params or {}))
+
+    def _accept_sparse(self, metric):
+        """``"csr"`` where bisecting's kernels take sparse rows (euclidean, sqeuclidean, cosine), else False.
+
+        DIANA and the other metrics refuse sparse input with scikit-learn's
+        "dense data is required" error.
+        """
+        if self.method == "bisecting" and metric is not None and metric.accepts_sparse:
+            return "csr"
+        return False
 
     def _log(self, msg):
         if self.verbose:
             print(f"[DivisiveClustering] {msg}")
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Split ``X`` top-down into ``n_clusters`` clusters.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features), or (n_samples, n_samples) if metric="precomputed"
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), or (n_samples, n_samples) if metric="precomputed"
+            Sparse (CSR) with method="bisecting" and a euclidean or cosine metric.
         y : Ignored
 
         Returns
@@ -335,11 +377,19 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
                 "method='bisecting' needs feature vectors (k-means centres); "
                 "metric='precomputed' works with method='diana'."
             )
-        metric = None if precomputed else get_metric(self.metric, **(self.metric_params or {}))
-        X = validate_data(self, X, ensure_min_samples=2, dtype=[np.float64, np.float32])
-        X = X.astype(np.float64, copy=False)
+        metric = self._get_metric()
+        X_in = validate_data(
+            self,
+            X,
+            ensure_min_samples=2,
+            dtype=[np.float64, np.float32],
+            accept_sparse=self._accept_sparse(metric),
+            accept_large_sparse=False,
+        )
+        # float32 is kept (as BisectingKMeans), unless its squares could overflow.
+        X = upcast_if_overflow(X_in)
         if precomputed:
-            X = check_precomputed(X)
+            X = check_precomputed(X.astype(np.float64, copy=False))
         n = X.shape[0]
         if self.n_clusters > n:
             raise ValueError(f"n_samples={n} should be >= n_clusters={self.n_clusters}.")
@@ -355,6 +405,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         try:
             self._grow(X, n if self.compute_full_tree else self.n_clusters)
             self._finish(X)
+            if hasattr(self, "cluster_centers_"):
+                self.cluster_centers_ = self.cluster_centers_.astype(X_in.dtype, copy=False)
         finally:
             # a copy of the data: not part of the fitted state
             self._lloyd = None
@@ -370,13 +422,14 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         root = np.arange(n)
         self._members = [root]          # samples of each node (None once split)
         self._parent = [-1]
+        self._paths = [()]              # sides taken from the root (0 left, 1 right): depth-first order
         self._created = [-1]            # split that made the node (-1: root)
         self._sizes = [n]
         self._splits = []               # (parent, left, right), in order
         self._split_costs = []
         self._n_iter = []
         if self._lloyd is not None:
-            centre, cost = self._lloyd.mean.copy(), float(self._lloyd.sq_norms.sum())
+            centre, cost = self._lloyd.root_centre, self._lloyd.root_cost
             self._centres = [centre]
             self._costs = [cost]
         elif self.method == "bisecting":
@@ -390,7 +443,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         self._push(heap, 0)
         leaves = 1
         while leaves < n_leaves and heap:
-            _, v = heapq.heappop(heap)
+            *_, v = heapq.heappop(heap)
             t0 = time.perf_counter()
             left, right = (self._bisect if self.method == "bisecting" else self._diana)(X, v)
             self._log(
@@ -409,7 +462,10 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             key = -self._sizes[v]
         else:
             key = -self._costs[v]
-        heapq.heappush(heap, (key, v))
+        # bisecting: ties go to the leaf first in depth-first order, as BisectingKMeans's
+        # scan of its leaves; diana: to the cluster made first.
+        order = self._paths[v] if self.method == "bisecting" else ()
+        heapq.heappush(heap, (key, order, v))
 
     def _add_children(self, v, parts, centres, costs, cost_v):
         """Record the split of node ``v`` into ``parts`` (sample index arrays)."""
@@ -419,6 +475,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             ids.append(len(self._members))
             self._members.append(part)
             self._parent.append(v)
+            self._paths.append(self._paths[v] + (len(ids) - 1,))
             self._created.append(s)
             self._sizes.append(len(part))
             self._centres.append(centre)
@@ -439,7 +496,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         if cost.name == "sqeuclidean":
             diff = Xs - centres[labels]
             return np.einsum("ij,ij->i", diff, diff)
-        out = np.empty(len(Xs))
+        out = np.empty(Xs.shape[0])
         for start, block in _iter_blocks(Xs, centres, cost):
             out[start : start + len(block)] = block[np.arange(len(block)), labels[start : start + len(block)]]
         return out
@@ -481,10 +538,10 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         if labels.min() == labels.max():  # all samples alike: split one off, at no gain
             labels = np.zeros(len(idx), dtype=np.intp)
             labels[0] = 1
-            centres = np.vstack([Xs[0], Xs[0]])
+            centres = np.vstack([_dense_row(Xs, 0), _dense_row(Xs, 0)])
             costs = [self._costs[v], 0.0]
         else:
-            centres = km.cluster_centers_.astype(np.float64)
+            centres = km.cluster_centers_
             if self._metric.cost().name == "sqeuclidean":
                 # KMeans's inertia is the sum of both parts' SSE: sum the smaller part only.
                 small = int(np.count_nonzero(labels == 1) < np.count_nonzero(labels == 0))
@@ -518,17 +575,20 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         best = None
         for _ in range(self.n_init):
             if self.init == "k-means++":
-                centres_init, _ = _kmeans_plusplus(
+                from sklearn.cluster import kmeans_plusplus  # on first use: not at import unsup
+
+                centres_init, _ = kmeans_plusplus(
                     Xs, 2, x_squared_norms=norms, sample_weight=w, random_state=rs
                 )
             else:
                 centres_init = Xs[rs.choice(m, size=2, replace=False, p=w / w.sum())]
-            with single_threaded("blas"):  # nests scikit-learn's own limit safely under concurrency
-                run = _kmeans_single_lloyd(
-                    Xs, w, centres_init, max_iter=self.max_iter, verbose=False,
-                    tol=float(self.tol), n_threads=n_threads,
-                )
-            if best is None or (run[1] < best[1] and not _is_same_clustering(run[0], best[0], 2)):
+                if sp.issparse(centres_init):
+                    centres_init = centres_init.toarray()
+            run = lloyd(
+                Xs, w, centres_init, max_iter=self.max_iter, verbose=False,
+                tol=float(self.tol), n_threads=n_threads,
+            )
+            if best is None or (run.inertia < best.inertia and not is_same_clustering(run.labels, best.labels, 2)):
                 best = run
         labels, inertia, centres, n_iter = best
         self._n_iter.append(n_iter)
@@ -536,13 +596,13 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         if sizes[0] == 0 or sizes[1] == 0:  # all samples alike: split one off, at no gain
             labels = np.zeros(m, dtype=np.int32)
             labels[0] = 1
-            centres = np.vstack([X[idx[0]], X[idx[0]]])
+            centres = np.vstack([_dense_row(X, idx[0]), _dense_row(X, idx[0])])
             costs = [self._costs[v], 0.0]
         else:
             # The inertia is the sum of both parts' SSE: sum the smaller part only.
             small = int(sizes[1] < sizes[0])
             costs = [0.0, 0.0]
-            costs[small] = float(_inertia_dense(Xs, w, centres, labels, n_threads, single_label=small))
+            costs[small] = sse(Xs, w, centres, labels, n_threads, single_label=small)
             costs[1 - small] = max(float(inertia) - costs[small], 0.0)
             centres = centres + data.mean
         ones = labels.astype(bool)
@@ -656,10 +716,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             self.cluster_centers_ = centres
             if self._lloyd is not None:
                 data = self._lloyd
-                self.inertia_ = float(_inertia_dense(
-                    data.Xc, data.weights, np.ascontiguousarray(centres - data.mean),
-                    labels.astype(np.int32), data.n_threads,
-                ))
+                self.inertia_ = sse(data.Xc, data.weights, centres - data.mean, labels, data.n_threads)
             else:
                 self.inertia_ = float(self._point_costs(X, centres, labels).sum())
         self._predict_state = self._descent_state(k, heads, X)
@@ -677,7 +734,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             nodes = sorted({c for _, l, r in splits for c in (l, r)})
             state["nodes"] = np.asarray(nodes, dtype=np.intp)
             state["centres"] = (
-                np.vstack([self._centres[v] for v in nodes]) if nodes else np.empty((0, X.shape[1]))
+                np.vstack([self._centres[v] for v in nodes]).astype(np.float64, copy=False)
+                if nodes else np.empty((0, X.shape[1]))
             )
             return state
         # diana: which cut clusters lie under each side of each split
@@ -765,9 +823,12 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         labels : ndarray of shape (n_queries,)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        X = X.astype(np.float64, copy=False)
         metric = self._metric
+        X = validate_data(
+            self, X, reset=False, dtype=[np.float64, np.float32],
+            accept_sparse=self._accept_sparse(metric), accept_large_sparse=False,
+        )
+        X = X.astype(np.float64, copy=False)
         if metric is None:
             check_non_negative(X, whom="DivisiveClustering.predict (metric='precomputed')")
         state = self._predict_state

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from unsup._dask import dask_support
-from unsup._sklearn_private import Interval, StrOptions, _fit_context
+from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.metrics._pairwise import _block_rows, _iter_blocks
 from unsup.metrics._registry import METRIC_NAMES, Metric, get_metric
 from unsup.cluster._tree import check_n_clusters, cluster_roots, cut_tree_labels, n_clusters_for_threshold
@@ -528,7 +528,7 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
             )
         return metric
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Build the tree of ``X`` and cut it.
 

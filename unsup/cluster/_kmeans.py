@@ -25,7 +25,6 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
-from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.extmath import row_norms
@@ -33,16 +32,15 @@ from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._dask import dask_support
-from unsup._sklearn_private import (
+from unsup._sklearn_adapter import (
     Interval,
     StrOptions,
-    _check_sample_weight,
-    _fit_context,
-    _is_same_clustering,
-    _kmeans_single_lloyd,
-    _labels_inertia_threadpool_limit,
-    lloyd_iter_chunked_dense,
-    lloyd_iter_chunked_sparse,
+    check_sample_weight,
+    fit_context,
+    is_same_clustering,
+    labels_inertia,
+    lloyd,
+    lloyd_step,
 )
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
@@ -196,20 +194,15 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
     centres, n_iter.
     """
     n_threads = openmp_n_threads()
-    lloyd_iter = lloyd_iter_chunked_sparse if sp.issparse(Xn) else lloyd_iter_chunked_dense
     centres = np.ascontiguousarray(centres, dtype=Xn.dtype)
-    new = np.zeros_like(centres)
-    labels = np.full(Xn.shape[0], -1, dtype=np.int32)
-    labels_old = labels.copy()
-    in_clusters = np.zeros(len(centres), dtype=Xn.dtype)
-    shift = np.zeros(len(centres), dtype=Xn.dtype)
+    labels_old = np.full(Xn.shape[0], -1, dtype=np.int32)
     strict = False
     with single_threaded("blas"):  # the step runs BLAS in each OpenMP thread
         for i in range(max_iter):
-            lloyd_iter(Xn, sample_weight, centres, new, in_clusters, labels, shift, n_threads)
+            labels, new = lloyd_step(Xn, sample_weight, centres, n_threads)
             new = Cosine.normalize(new)
             total_shift = float(((new - centres) ** 2).sum())
-            centres, new = new, centres
+            centres = new
             if verbose:
                 print(f"Iteration {i}, center shift {total_shift}.")
             if np.array_equal(labels, labels_old):
@@ -221,7 +214,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
                 if verbose:
                     print(f"Converged at iteration {i}: center shift {total_shift} within tolerance {tol}.")
                 break
-            labels_old[:] = labels
+            labels_old = labels
     # Cosine distances to the final centres (and, without strict convergence,
     # the labels that match them).
     final_labels, mins = _argmin_min(Xn, centres, _UnitCosine())
@@ -272,7 +265,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         ``init(X, n_clusters, random_state=random_state)``.
     n_init : "auto" or int, default="auto"
         Runs from different seeds; the one with the least inertia is kept.
-        ``"auto"``: 10 for ``init="random"``, 1 otherwise (as scikit-learn).
+        ``"auto"``: 10 for ``init="random"`` or a callable, 1 for
+        ``"k-means++"`` or an array (as scikit-learn).
     max_iter : int, default=300
         Maximum iterations of one run (epochs over the data when
         ``batch_size`` is set).
@@ -396,7 +390,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         )
 
     def _check_weights(self, sample_weight, X):
-        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        w = check_sample_weight(sample_weight, X, dtype=X.dtype)
         if np.any(w < 0):
             raise ValueError("Negative values in data passed to `sample_weight`.")
         if not np.any(w > 0):
@@ -412,8 +406,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                 f"init='random' needs at least n_clusters={self.n_clusters} samples "
                 f"of positive sample_weight, got {np.count_nonzero(sample_weight)}."
             )
-        if self.n_init == "auto":
-            self._n_init = 10 if is_random else 1
+        if self.n_init == "auto":  # as scikit-learn: one run for k-means++ or an array
+            self._n_init = 10 if (is_random or callable(self.init)) else 1
         else:
             self._n_init = self.n_init
         if not (isinstance(self.init, str) or callable(self.init)) and self._n_init != 1:
@@ -445,6 +439,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         init = self.init
         if isinstance(init, str) and init == "k-means++":
             if metric.name in _MEAN_METRICS:
+                from sklearn.cluster import kmeans_plusplus  # on first use: not at import unsup
+
                 centres, _ = kmeans_plusplus(
                     X,
                     self.n_clusters,
@@ -466,7 +462,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         return self._validate_centres(init, X)
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, sample_weight=None):
         """Compute the clustering.
 
@@ -513,7 +509,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         best = None
         for labels, inertia, centres, n_iter in runs:
             if best is None or (
-                inertia < best[1] and not _is_same_clustering(labels, best[0], self.n_clusters)
+                inertia < best[1] and not is_same_clustering(labels, best[0], self.n_clusters)
             ):
                 best = (labels, inertia, centres, n_iter)
         self.labels_, self.inertia_, self.cluster_centers_, self.n_iter_ = best
@@ -538,14 +534,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                     centres = self._init_centres(Xc, sample_weight, self._metric, random_state, x_squared_norms)
                 if self.verbose:
                     print("Initialization complete")
-                # scikit-learn limits BLAS itself, saving and restoring the limit:
-                # inside single_threaded that nests safely under concurrent calls
-                with single_threaded("blas"):
-                    run = _kmeans_single_lloyd(
-                        Xc, sample_weight, centres, max_iter=self.max_iter,
-                        verbose=self.verbose, tol=self._tol, n_threads=n_threads,
-                    )
-                yield run
+                yield lloyd(
+                    Xc, sample_weight, centres, max_iter=self.max_iter,
+                    verbose=self.verbose, tol=self._tol, n_threads=n_threads,
+                )
 
         self._keep_best(runs())
         self.cluster_centers_ = (self.cluster_centers_ + X_mean).astype(X.dtype, copy=False)
@@ -715,7 +707,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.cluster_centers_[seen] = values[counts[seen].argmax(axis=2)]
         self._stream["values"], self._stream["counts"] = values, counts
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None, sample_weight=None):
         """Update the centres with one mini-batch (streaming k-means).
 
@@ -771,11 +763,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         centres = self.cluster_centers_.astype(X.dtype, copy=False)
         w = np.ones(X.shape[0], dtype=X.dtype) if sample_weight is None else sample_weight
         if metric.name in _MEAN_METRICS:  # scikit-learn's own labelling, for parity
-            with single_threaded("blas"):  # see _fit_lloyd: safe nesting of scikit-learn's own limit
-                labels, inertia = _labels_inertia_threadpool_limit(
-                    X, w.astype(X.dtype, copy=False), centres, openmp_n_threads()
-                )
-            return labels, float(inertia)
+            return labels_inertia(X, w.astype(X.dtype, copy=False), centres, openmp_n_threads())
         Xw, cost = self._work_space(X, metric)
         labels, mins = _argmin_min(Xw, centres, cost)
         return labels, float(mins @ w)
@@ -864,5 +852,5 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         score : float
         """
         X = self._check_inference_data(X)
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        sample_weight = check_sample_weight(sample_weight, X, dtype=X.dtype)
         return -self._assign(X, sample_weight)[1]

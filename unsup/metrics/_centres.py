@@ -247,7 +247,7 @@ def compute_centres(
     array([[1.]])
     """
     metric = get_metric(metric, **params)
-    X = np.asarray(X)
+    X = X if sp.issparse(X) else np.asarray(X)  # CSR: the mean rules (euclidean, cosine) take it
     labels = np.asarray(labels, dtype=np.intp)
-    w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     return _RULES[metric.centre_rule](X, labels, w, int(n_clusters), metric, working_memory)

@@ -25,13 +25,12 @@ from time import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
-from sklearn.cluster import kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._dask import dask_support
-from unsup._sklearn_private import Interval, StrOptions, _check_sample_weight, _fit_context
+from unsup._sklearn_adapter import Interval, StrOptions, check_sample_weight, fit_context
 from unsup.cluster import KMeans
 from unsup.cluster._kmeans import _MEAN_METRICS, _kmeans_plusplus
 from unsup.metrics._registry import METRIC_NAMES, get_metric
@@ -281,7 +280,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         """``None`` for no weights (the fast path), else validated non-negative weights."""
         if sample_weight is None:
             return None
-        w = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        w = check_sample_weight(sample_weight, X, dtype=X.dtype)
         if np.any(w < 0):
             raise ValueError("Negative values in data passed to `sample_weight`.")
         if not np.any(w > 0):
@@ -346,6 +345,8 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         else:  # k-means++ seeds, in the metric
             metric = get_metric(self.metric, **(self.metric_params or {}))
             if metric.name in _MEAN_METRICS:
+                from sklearn.cluster import kmeans_plusplus  # on first use: not at import unsup
+
                 _, indices = kmeans_plusplus(X, k, sample_weight=sample_weight, random_state=random_state)
             else:
                 w = np.ones(n_samples) if sample_weight is None else sample_weight.astype(np.float64)
@@ -396,7 +397,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the most probable component of each row (equal to ``fit(X).predict(X)``).
 

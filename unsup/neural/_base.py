@@ -40,7 +40,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from unsup._sklearn_private import Interval, StrOptions, _fit_context
+from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, mlp, resolve_device
 from unsup.neural._training import split_validation, train
 
@@ -392,7 +392,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         return self._errors(xs)
 
     # ------------------------------------------------------------ public API
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the network on ``X``.
 
@@ -428,7 +428,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         self._finish(xs)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Train one more epoch, on ``X``.
 

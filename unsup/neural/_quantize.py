@@ -47,7 +47,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import InvalidParameterError
+from unsup._sklearn_adapter import InvalidParameterError
 from torch.nn import functional as F
 
 from unsup.quantization import (

@@ -35,7 +35,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from unsup._dask import dask_support
-from unsup._sklearn_private import Interval, StrOptions, _fit_context
+from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.quantization._functional import SCHEMES, quant_range
 from unsup.quantization._observers import GRANULARITIES, OBSERVER_NAMES, Observer
 from unsup.quantization._packing import pack_bits, unpack_bits
@@ -246,7 +246,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         return self.codes_.shape[1]
 
     # ------------------------------------------------------------------ fit
-    @_fit_context(prefer_skip_nested_validation=False)  # the encoder's parameters are validated by it
+    @fit_context(prefer_skip_nested_validation=False)  # the encoder's parameters are validated by it
     def fit(self, X, y=None):
         """Fit the encoder, calibrate the codes and index the training set.
 
@@ -264,7 +264,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         self._fit(X, y)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=False)
+    @fit_context(prefer_skip_nested_validation=False)
     def fit_transform(self, X, y=None):
         """Fit, then return the codes of ``X`` (those indexed: no second pass).
 

@@ -72,9 +72,9 @@ def openmp_n_threads() -> int:
     ``OMP_NUM_THREADS``), or 1 in a child made by fork."""
     if _FORKED:
         return 1
-    from unsup._sklearn_private import _openmp_effective_n_threads
+    from unsup._sklearn_adapter import effective_n_threads
 
-    return _openmp_effective_n_threads()
+    return effective_n_threads()
 
 
 @contextlib.contextmanager
