@@ -41,6 +41,7 @@ import time
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from unsup import _cli_models
 
@@ -956,7 +957,11 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
     )
     arch = " -> ".join(str(w) for w in (d, *DEMO_HIDDEN, DEMO_COMPONENTS))
     with rep.step(f"training the autoencoder {arch} on {len(train)} images") as note:
-        _, t_ae = _timed(ae.fit, X[train])
+        # The epoch budget is the demo's own choice, not the user's: reaching it
+        # is reported in the figures below, not as a ConvergenceWarning.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=ConvergenceWarning, message=".*max_epochs.*")
+            _, t_ae = _timed(ae.fit, X[train])
         note["text"] = f"{ae.n_iter_} epochs"
     pca, t_pca = _timed(PCA(n_components=DEMO_COMPONENTS, random_state=random_state).fit, X[train])
     mse_ae = float(np.mean((ae.reconstruct(X[test]) - X[test]) ** 2))
@@ -964,7 +969,8 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
     results.update(mse_autoencoder=mse_ae, mse_pca=mse_pca, autoencoder_fit_s=t_ae)
     report += [
         "",
-        f"Autoencoder {arch}, trained on {len(train)} images: {ae.n_iter_} epochs in {t_ae:.2f} s",
+        f"Autoencoder {arch}, trained on {len(train)} images: {ae.n_iter_} epochs in {t_ae:.2f} s"
+        + (" (the demo's budget)" if ae.n_iter_ >= DEMO_MAX_EPOCHS else ""),
         f"  reconstruction MSE on the {len(test)} held-out images: autoencoder {mse_ae:.3f}, "
         f"PCA ({DEMO_COMPONENTS} components, {t_pca:.2f} s) {mse_pca:.3f}",
     ]
