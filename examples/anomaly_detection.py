@@ -41,7 +41,7 @@ models = {
     "VAE": VAE(n_components=2, contamination=0.05, max_epochs=60, random_state=0),
     "IsolationForest": IsolationForest(contamination=0.05, random_state=0),
 }
-print(f"\n{"model":20s} {'ROC AUC':>8s} {'flagged':>8s} {'precision':>10s} {'recall':>7s}")
+print(f"\n{'model':20s} {'ROC AUC':>8s} {'flagged':>8s} {'precision':>10s} {'recall':>7s}")
 for name, model in models.items():
     labels = model.fit_predict(X)                # +1 inlier, -1 outlier
     scores = model.score_samples(X)              # higher = more normal
