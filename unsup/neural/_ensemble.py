@@ -135,6 +135,19 @@ class AutoencoderEnsemble(OutlierMixin, BaseEstimator):
     --------
     Autoencoder : one autoencoder (a transformer too).
     sklearn.ensemble.IsolationForest : the same outlier contract.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unsup.neural import AutoencoderEnsemble
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.standard_normal((200, 2)) @ rng.standard_normal((2, 6)),
+    ...                rng.uniform(-8, 8, (5, 6))])
+    >>> det = AutoencoderEnsemble(contamination=0.05, random_state=0).fit(X)
+    >>> det.score_samples(X).shape
+    (205,)
+    >>> bool((det.predict(X)[200:] == -1).all())
+    True
     """
 
     _parameter_constraints: dict = {
