@@ -19,6 +19,7 @@ TEST_PARAMS: dict[str, dict] = {
     # Tiny networks and few epochs: the checks test the contract, not the fit.
     "Autoencoder": {"hidden_layer_sizes": (8,), "max_epochs": 5, "batch_size": 32, "random_state": 0},
     "VariationalAutoencoder": {"hidden_layer_sizes": (8,), "max_epochs": 5, "batch_size": 32, "random_state": 0},
+    "AutoencoderEnsemble": {"n_estimators": 4, "max_epochs": 3, "random_state": 0},
 }
 
 # Further instances of an estimator whose code paths differ by parameter: the

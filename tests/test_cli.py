@@ -193,7 +193,8 @@ def test_detect_autoencoder_scores_equal_the_estimator(data):
     folder, X = data
     result = ok(
         run_cli(
-            "detect", "blobs.csv", "--contamination", "0.05", "--max-epochs", "15", "-q", "-o", "scores.csv", cwd=folder
+            "detect", "blobs.csv", "--model", "autoencoder", "--contamination", "0.05", "--max-epochs", "15",
+            "-q", "-o", "scores.csv", cwd=folder
         )
     )
     table = np.loadtxt(folder / "scores.csv", delimiter=",", skiprows=1)
@@ -222,6 +223,18 @@ def test_detect_vae_npz(data, capsys, monkeypatch):
         np.testing.assert_allclose(saved["score"], -vae.score_samples(X), rtol=1e-6)
         np.testing.assert_array_equal(saved["outlier"], vae.predict(X) == -1)
         assert float(saved["threshold"]) == pytest.approx(-vae.offset_)
+
+
+def test_detect_default_is_the_autoencoder_ensemble(data):
+    from unsup.neural import AutoencoderEnsemble
+
+    folder, X = data
+    result = ok(run_cli("detect", "blobs.csv", "--contamination", "0.05", "-q", "-o", "ens.csv", cwd=folder))
+    table = np.loadtxt(folder / "ens.csv", delimiter=",", skiprows=1)
+    model = AutoencoderEnsemble(contamination=0.05, random_state=0).fit(X)
+    np.testing.assert_allclose(table[:, 0], -model.score_samples(X), rtol=1e-6)
+    np.testing.assert_array_equal(table[:, 1], model.predict(X) == -1)
+    assert result.stdout.splitlines()[0].startswith("AutoencoderEnsemble: ")
 
 
 # ----------------------------------------------------------------- compress

@@ -18,7 +18,7 @@ from unsup import cluster, metrics, mixture, neural, quantization
 from unsup.cluster import AgglomerativeClustering, DivisiveClustering, KMeans
 from unsup.metrics import get_metric, pairwise_distances
 from unsup.mixture import GaussianMixture
-from unsup.neural import VAE, Autoencoder, VariationalAutoencoder
+from unsup.neural import VAE, Autoencoder, AutoencoderEnsemble, VariationalAutoencoder
 from unsup.quantization import QuantizedEmbedding, Quantizer
 
 __version__ = "0.1.0"
@@ -27,6 +27,7 @@ __all__ = [
     "VAE",
     "AgglomerativeClustering",
     "Autoencoder",
+    "AutoencoderEnsemble",
     "DivisiveClustering",
     "GaussianMixture",
     "KMeans",

@@ -4,7 +4,7 @@ Subcommands::
 
     unsup demo     [-o OUTDIR]                        the main job on scikit-learn's digits
     unsup cluster  DATA --n-clusters K [--algorithm A] [--metric M] [-o OUT]
-    unsup detect   DATA [--model {autoencoder,vae}] [--contamination C] [-o OUT]
+    unsup detect   DATA [--model {ensemble,autoencoder,vae}] [--contamination C] [-o OUT]
     unsup compress DATA [--n-bits {8,4,1}] [--scheme S] [-o OUT]
     unsup apply    MODEL DATA [-o OUT]                a model saved by --save-model MODEL
     unsup export   MODEL -o FILE.onnx                 its ONNX graph (extra unsup[onnx])
@@ -214,17 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
             "fraction of the rows with the highest anomaly scores."
         ),
         epilog=(
-            "The score is minus score_samples: the reconstruction error (autoencoder) or the negative "
-            "ELBO (vae), higher is more anomalous. OUT: .csv has 'score' and 'outlier' (1 flagged, 0 not) "
+            "The score is minus score_samples: the members' mean standardised reconstruction error "
+            "(ensemble), the reconstruction error (autoencoder) or the negative ELBO (vae), higher is "
+            "more anomalous. OUT: .csv has 'score' and 'outlier' (1 flagged, 0 not) "
             "columns; .npy a (n, 2) float array of both; .npz 'score', 'outlier' and 'threshold'."
         ),
     )
     detect.add_argument("data", metavar="DATA", nargs="+", help=data_help)
     detect.add_argument(
         "--model",
-        choices=("autoencoder", "vae"),
-        default="autoencoder",
-        help="an Autoencoder or a VariationalAutoencoder, hidden layers 64 and 32 (default autoencoder)",
+        choices=("ensemble", "autoencoder", "vae"),
+        default="ensemble",
+        help="an AutoencoderEnsemble (its defaults), or an Autoencoder or a VariationalAutoencoder with "
+        "hidden layers 64 and 32 (default ensemble, the recommended detector)",
     )
     detect.add_argument(
         "--contamination",
@@ -238,14 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="K",
-        help="width of the code (default: half the features, at most 8)",
+        help="width of the code (default: 1 per member for the ensemble; half the features, at most 8, otherwise)",
     )
     detect.add_argument(
         "--max-epochs",
         type=_positive_int,
-        default=200,
+        default=None,
         metavar="N",
-        help="training epochs at most; early stopping usually ends sooner (default 200)",
+        help="training epochs (at most, with early stopping) (default 10 for the ensemble, 200 otherwise)",
     )
     detect.add_argument("-o", "--output", metavar="OUT", help="write scores and flags to OUT (.csv, .npy, .npz, or -)")
     detect.set_defaults(run=_run_detect)
@@ -728,26 +730,37 @@ def _run_detect(args, rep: Reporter) -> None:
     _cli_models.check_save_path(args)
     X, _ = load_data(args.data)
     _check_n_samples(args.data, X, 10, "detect")
-    n_components = args.n_components or max(1, min(8, X.shape[1] // 2))
     if args.n_components is not None and args.n_components > X.shape[1]:
         raise InputError(
             f"{args.data}: --n-components {args.n_components} is larger than the number of features ({X.shape[1]})"
         )
-    from unsup.neural import Autoencoder, VariationalAutoencoder
+    from unsup.neural import Autoencoder, AutoencoderEnsemble, VariationalAutoencoder
 
-    name = "Autoencoder" if args.model == "autoencoder" else "VariationalAutoencoder"
-    Model = Autoencoder if args.model == "autoencoder" else VariationalAutoencoder
-    model = Model(
-        n_components=n_components,
-        hidden_layer_sizes=(64, 32),
-        max_epochs=args.max_epochs,
-        contamination=args.contamination,
-        random_state=args.random_state,
-    )
     rep.info(f"{args.data}: {_shape(X)}")
-    with rep.step(
-        f"training {name} ({X.shape[1]} -> 64 -> 32 -> {n_components}, up to {args.max_epochs} epochs)"
-    ) as note:
+    if args.model == "ensemble":
+        name = "AutoencoderEnsemble"
+        extra = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
+        if args.n_components is not None:
+            extra["n_components"] = args.n_components
+        model = AutoencoderEnsemble(contamination=args.contamination, random_state=args.random_state, **extra)
+        description = (
+            f"training {name} ({model.n_estimators} autoencoders {X.shape[1]} -> {model.hidden_size} -> "
+            f"{model.n_components}, {model.max_epochs} epochs)"
+        )
+    else:
+        n_components = args.n_components or max(1, min(8, X.shape[1] // 2))
+        max_epochs = 200 if args.max_epochs is None else args.max_epochs
+        name = "Autoencoder" if args.model == "autoencoder" else "VariationalAutoencoder"
+        Model = Autoencoder if args.model == "autoencoder" else VariationalAutoencoder
+        model = Model(
+            n_components=n_components,
+            hidden_layer_sizes=(64, 32),
+            max_epochs=max_epochs,
+            contamination=args.contamination,
+            random_state=args.random_state,
+        )
+        description = f"training {name} ({X.shape[1]} -> 64 -> 32 -> {n_components}, up to {max_epochs} epochs)"
+    with rep.step(description) as note:
         model.fit(X)
         note["text"] = f"{model.n_iter_} epochs"
     _cli_models.save_model(args, model, rep)
@@ -765,7 +778,11 @@ def _run_detect(args, rep: Reporter) -> None:
     if args.output == "-":
         return
     order = np.argsort(-scores, kind="stable")[: min(5, int(flags.sum()))]
-    what = "reconstruction error" if args.model == "autoencoder" else "negative ELBO"
+    what = {
+        "ensemble": "mean standardised reconstruction error",
+        "autoencoder": "reconstruction error",
+        "vae": "negative ELBO",
+    }[args.model]
     rep.out(
         f"{name}: {int(flags.sum())} of {X.shape[0]} rows flagged as anomalies (contamination {args.contamination})"
     )

@@ -14,10 +14,15 @@ Design constraints:
   layers, so quantization-aware training (``qat=``) and post-training
   quantization (:meth:`Autoencoder.quantize`) can swap the layers;
 - all randomness from ``random_state`` through ``torch.Generator`` objects,
-  never torch's global state; numpy in, numpy out.
+  never torch's global state; numpy in, numpy out;
+- :class:`AutoencoderEnsemble` is the recommended reconstruction-error
+  outlier detector: many small autoencoders on subsampled rows and features,
+  their standardised errors averaged.
 """
 
 from unsup.neural._autoencoder import Autoencoder
+from unsup.neural._ensemble import AutoencoderEnsemble
+from unsup.neural._training import DivergenceWarning
 from unsup.neural._vae import VAE, VariationalAutoencoder
 
-__all__ = ["VAE", "Autoencoder", "VariationalAutoencoder"]
+__all__ = ["VAE", "Autoencoder", "AutoencoderEnsemble", "DivergenceWarning", "VariationalAutoencoder"]

@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, mlp, resolve_device
-from unsup.neural._training import split_validation, train
+from unsup.neural._training import DivergenceWarning, split_validation, train
 
 __all__ = ["BaseNeuralEstimator"]
 
@@ -52,6 +52,10 @@ _CHUNK = 4096
 _ROW_MULTIPLE = 16
 #: Attributes holding torch modules (moved to the CPU for pickling).
 _MODULE_ATTRS = ("encoder_", "decoder_", "latent_quantizer_")
+#: Standardised inputs are clipped to this magnitude (finite codes and scores for finite inputs).
+_CLIP = 1e10
+#: A fit whose reconstruction error ends this many times above the trivial model's has diverged.
+_DIVERGENCE_FACTOR = 10.0
 #: Bound on a VAE's log-variance, so that exp() never overflows in float32.
 LOGVAR_CLAMP = (-30.0, 20.0)
 
@@ -200,24 +204,52 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
             return None
         return torch.from_numpy(X).to(self._device)
 
-    def _standardise(self, X, rows=None) -> torch.Tensor:
+    def _standardise(self, X, rows=None, clip=True) -> torch.Tensor:
         """Rows of validated ``X`` standardised into a float32 tensor on the fitted device.
 
         On an accelerator ``X`` travels as it is (``rows``: already there) and
         is standardised there, with the same arithmetic in the dtype of ``X``
-        as on the CPU, so the values are the same.
+        as on the CPU, so the values are the same. Standardised values are
+        clipped to +-``_CLIP`` (finite but extreme inputs, 1e200 say, would
+        otherwise become inf in float32 and NaN in the network), so the
+        codes and scores of finite inputs are finite. Training data is not
+        clipped (``clip=False``): a fit on such values stops with the
+        training loop's clear error instead of learning from altered rows.
         """
+        bound = _CLIP if clip else np.inf
         if self._device.type != "cpu":
             rows = self._device_rows(X) if rows is None else rows
             mean = torch.as_tensor(self.mean_.astype(X.dtype), device=self._device)
             scale = torch.as_tensor(self.scale_.astype(X.dtype), device=self._device)
-            return ((rows - mean) / scale).to(torch.float32)
+            out = (rows - mean) / scale
+            if clip:
+                out = out.clamp(-_CLIP, _CLIP).nan_to_num(_CLIP)
+            return out.to(torch.float32)
         out = np.empty(X.shape, dtype=np.float32)
         mean, scale = self.mean_.astype(X.dtype), self.scale_.astype(X.dtype)
-        for start in range(0, X.shape[0], _CHUNK):
-            block = X[start : start + _CHUNK]
-            out[start : start + _CHUNK] = (block - mean) / scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            for start in range(0, X.shape[0], _CHUNK):
+                block = (X[start : start + _CHUNK] - mean) / scale
+                if clip:
+                    np.clip(block, -bound, bound, out=block)
+                    block[np.isnan(block)] = bound  # inf - inf of extreme inputs: an extreme value
+                out[start : start + _CHUNK] = block
         return torch.from_numpy(out).to(self._device)
+
+    def _map_rows(self, fn, X, width, dtype):
+        """``fn`` of the standardised rows of ``X``, chunk by chunk, into a new (n, width) array.
+
+        Each chunk of ``_CHUNK`` rows is standardised, run through ``fn``
+        (a function of a standardised chunk, giving a CPU tensor) and written
+        into the output: the
+        extra memory is the output plus one chunk's working set, never a
+        standardised copy of the whole ``X``.
+        """
+        n = X.shape[0]
+        out = np.empty((n, width) if width else (n,), dtype=dtype)
+        for start in range(0, n, _CHUNK):
+            out[start : start + _CHUNK] = fn(self._standardise(X[start : start + _CHUNK])).numpy()
+        return out
 
     def _unstandardise(self, xs: torch.Tensor, dtype) -> np.ndarray:
         """Standardised float32 rows back to the units of ``X``, in ``dtype``."""
@@ -377,11 +409,31 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
             )
         return result
 
-    def _finish(self, xs):
-        """Offset from the training scores and the model size, after training."""
+    def _finish(self, xs, *, check_divergence=False):
+        """Offset from the training scores and the model size, after training.
+
+        With ``check_divergence``, warn (:class:`DivergenceWarning`) when the
+        mean reconstruction error of the training rows ends more than
+        ``_DIVERGENCE_FACTOR`` times that of the trivial model, which predicts
+        the training mean for every row (in standardised units: the mean of
+        the squared standardised values).
+        """
         scores = -self._scores_std(xs).numpy()
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         self.model_size_bytes_ = self._model_size()
+        if check_divergence:
+            error = float(np.mean(self._errors(xs).numpy()))
+            trivial = float(torch.mean(xs.double() ** 2))
+            if trivial > 0 and not error <= _DIVERGENCE_FACTOR * trivial:
+                # stacklevel 4: _finish <- fit <- scikit-learn's _fit_context wrapper <- the user's call
+                warnings.warn(
+                    f"{type(self).__name__}: training diverged: the reconstruction error of the "
+                    f"training data ({error:.3g}) is {error / trivial:.3g} times that of predicting "
+                    f"the mean ({trivial:.3g}). Lower learning_rate (now {self.learning_rate:g}) and "
+                    "standardise the inputs (scale=True, or a StandardScaler in a Pipeline).",
+                    DivergenceWarning,
+                    stacklevel=4,
+                )
 
     def _model_size(self) -> int:
         size = _quantize_module().model_size_bytes
@@ -416,7 +468,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         X = self._validate(X, reset=True)
         self._check_params_vs_input()
         rows = self._initialise(X)
-        xs = self._standardise(X, rows)
+        xs = self._standardise(X, rows, clip=False)
         del rows
         fraction = self.validation_fraction if self.early_stopping else 0.0
         train_idx, val_idx = split_validation(xs.shape[0], fraction, self._generator)
@@ -425,7 +477,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         else:
             x_train, x_val = xs[train_idx.to(self._device)], xs[val_idx.to(self._device)]
         self._train(x_train, X_val=x_val, max_epochs=self.max_epochs, n_iter_no_change=self.n_iter_no_change, warn=True)
-        self._finish(xs)
+        self._finish(xs, check_divergence=True)
         return self
 
     @fit_context(prefer_skip_nested_validation=True)
@@ -462,7 +514,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         if first:
             self._check_params_vs_input()
             rows = self._initialise(X)
-        xs = self._standardise(X, rows)
+        xs = self._standardise(X, rows, clip=False)
         self._train(xs, X_val=None, max_epochs=1, n_iter_no_change=2, warn=False)
         self._finish(xs)
         return self
@@ -481,8 +533,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        Z = self._apply(self._code, self._standardise(X))
-        return Z.numpy().astype(X.dtype, copy=False)
+        return self._map_rows(lambda xs: self._apply(self._code, xs), X, self.n_components, X.dtype)
 
     def inverse_transform(self, X):
         """Decode codes back to the input space.
@@ -504,8 +555,12 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
                 f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.n_components} features as input (codes of width n_components)."
             )
-        z = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(self._device)
-        return self._unstandardise(self._apply(self._decode, z), Z.dtype)
+        out = np.empty((Z.shape[0], self.n_features_in_), dtype=Z.dtype)
+        for start in range(0, Z.shape[0], _CHUNK):
+            z = np.clip(Z[start : start + _CHUNK], -_CLIP, _CLIP).astype(np.float32)
+            part = self._apply(self._decode, torch.from_numpy(z).to(self._device))
+            out[start : start + _CHUNK] = self._unstandardise(part, Z.dtype)
+        return out
 
     def reconstruct(self, X):
         """Encode then decode ``X``: ``inverse_transform(transform(X))`` in one pass.
@@ -521,7 +576,11 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        return self._unstandardise(self._apply(self._reconstruct_std, self._standardise(X)), X.dtype)
+        out = np.empty(X.shape, dtype=X.dtype)
+        for start in range(0, X.shape[0], _CHUNK):
+            part = self._apply(self._reconstruct_std, self._standardise(X[start : start + _CHUNK]))
+            out[start : start + _CHUNK] = self._unstandardise(part, X.dtype)
+        return out
 
     def reconstruction_error(self, X):
         """Per-sample reconstruction error: the mean squared error over the features.
@@ -540,7 +599,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        return self._errors(self._standardise(X)).numpy()
+        return self._map_rows(self._errors, X, 0, np.float64)
 
     def score_samples(self, X):
         """Normality score of each row: minus its anomaly score (higher is more normal).
@@ -559,7 +618,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         """
         check_is_fitted(self)
         X = self._validate(X, reset=False)
-        return -self._scores_std(self._standardise(X)).numpy()
+        return -self._map_rows(self._scores_std, X, 0, np.float64)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers, positive for inliers.
@@ -585,12 +644,12 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         Returns
         -------
         labels : ndarray of shape (n_samples,)
-            +1 for inliers, -1 for outliers (int).
+            +1 for inliers, -1 for outliers (int); a row whose score is not a
+            number is an outlier.
         """
         decision = self.decision_function(X)
-        labels = np.ones(decision.shape[0], dtype=int)
-        labels[decision < 0] = -1
-        return labels
+        # not "decision < 0": a score that is not a number never makes an inlier
+        return np.where(decision >= 0, 1, -1)
 
     def score(self, X, y=None):
         """The mean of :meth:`score_samples` (higher is better), for model selection.

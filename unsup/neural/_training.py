@@ -34,13 +34,21 @@ from sklearn.exceptions import ConvergenceWarning
 
 from unsup.neural._modules import seed_dropout
 
-__all__ = ["TOL", "TrainingResult", "make_adam", "split_validation", "train"]
+__all__ = ["TOL", "DivergenceWarning", "TrainingResult", "make_adam", "split_validation", "train"]
 
 #: Relative improvement of the monitored loss that counts as progress.
 TOL = 1e-4
 
 #: Rows per forward pass when evaluating a validation set (bounds memory).
 EVAL_CHUNK = 4096
+
+
+class DivergenceWarning(ConvergenceWarning):
+    """A fit ended far worse than the trivial model (predicting the mean): training diverged.
+
+    A subclass of scikit-learn's ``ConvergenceWarning``, so filters on that
+    class catch it too.
+    """
 
 
 @dataclass

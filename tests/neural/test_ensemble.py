@@ -1,0 +1,139 @@
+"""AutoencoderEnsemble, and the neural detectors on extreme inputs, divergence and memory (issues 14, 18)."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
+
+from unsup.neural import VAE, Autoencoder, AutoencoderEnsemble, DivergenceWarning
+
+RNG = np.random.default_rng(0)
+X = RNG.standard_normal((300, 5)) @ RNG.standard_normal((5, 8))
+SMALL = dict(n_estimators=8, max_epochs=5, random_state=0)
+
+
+def _outlier_data():
+    rng = np.random.default_rng(1)
+    inliers = rng.standard_normal((400, 2)) @ rng.standard_normal((2, 6))
+    outliers = rng.uniform(-6, 6, (20, 6))
+    return np.vstack([inliers, outliers]), np.r_[np.zeros(400), np.ones(20)]
+
+
+def test_ensemble_finds_off_manifold_rows():
+    Xo, y = _outlier_data()
+    model = AutoencoderEnsemble(random_state=0).fit(Xo)
+    assert roc_auc_score(y, -model.score_samples(Xo)) > 0.9
+    assert np.mean(model.predict(Xo) == -1) == pytest.approx(0.1, abs=0.01)
+
+
+def test_ensemble_outlier_contract_and_standardisation():
+    model = AutoencoderEnsemble(**SMALL).fit(X)
+    scores = model.score_samples(X)
+    assert np.isclose(model.offset_, np.percentile(scores, 100 * model.contamination))
+    np.testing.assert_allclose(model.decision_function(X), scores - model.offset_)
+    np.testing.assert_array_equal(model.predict(X), np.where(scores - model.offset_ >= 0, 1, -1))
+    # each member's error divided by its median on the training rows (all 300 rows are the reference)
+    errors = model._member_errors_all(model._standardise(X))
+    np.testing.assert_allclose(np.median(errors / model.error_scale_, axis=0), 1.0, rtol=1e-10)
+    np.testing.assert_allclose(-scores, (errors / model.error_scale_).mean(axis=1), rtol=1e-12)
+    # members see random feature subsets of at least half the features
+    assert model.feature_masks_.shape == (8, 8) and (model.feature_masks_.sum(axis=1) >= 4).all()
+
+
+def test_ensemble_is_deterministic_and_pickles():
+    a = AutoencoderEnsemble(**SMALL).fit(X)
+    b = AutoencoderEnsemble(**SMALL).fit(X)
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    c = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(c.score_samples(X), a.score_samples(X))
+    # the copy continues training exactly as the original does
+    a.partial_fit(X)
+    c.partial_fit(X)
+    np.testing.assert_array_equal(c.score_samples(X), a.score_samples(X))
+
+
+def test_ensemble_partial_fit_adds_an_epoch():
+    model = AutoencoderEnsemble(**SMALL)
+    model.partial_fit(X[:150])
+    assert model.n_iter_ == 1 and len(model.loss_curve_) == 1
+    model.partial_fit(X[150:])
+    assert model.n_iter_ == 2
+    assert np.isfinite(model.score_samples(X)).all()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("make", [
+    lambda: AutoencoderEnsemble(**SMALL),
+    lambda: Autoencoder(hidden_layer_sizes=(8,), max_epochs=5, random_state=0),
+    lambda: VAE(hidden_layer_sizes=(8,), max_epochs=5, random_state=0),
+])
+def test_extreme_finite_inputs_give_finite_scores_and_outliers(make):
+    model = make().fit(X)
+    for extreme in (X[:20] * 1e200, np.full((3, 8), 1e300), np.full((3, 8), -1e308)):
+        scores = model.score_samples(extreme)
+        assert np.isfinite(scores).all()
+        assert (model.predict(extreme) == -1).all()
+        if hasattr(model, "transform"):
+            assert np.isfinite(model.transform(extreme)).all()
+    # a model fitted on extreme but finite data scores it finitely
+    huge = make().fit(X * 1e150) if isinstance(model, AutoencoderEnsemble) else model
+    assert np.isfinite(huge.score_samples(X * 1e150)).all()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("cls", [Autoencoder, VAE, AutoencoderEnsemble])
+def test_predict_never_calls_a_nan_score_an_inlier(cls, monkeypatch):
+    params = SMALL if cls is AutoencoderEnsemble else dict(hidden_layer_sizes=(8,), max_epochs=3, random_state=0)
+    model = cls(**params).fit(X)
+    real = model.score_samples(X[:4])
+    monkeypatch.setattr(model, "score_samples", lambda rows: np.where(np.arange(len(rows)) % 2 == 0, np.nan, real))
+    labels = model.predict(X[:4])
+    assert (labels[::2] == -1).all()
+
+
+@pytest.mark.parametrize("cls", [Autoencoder, VAE])
+def test_divergent_fit_warns(cls):
+    with pytest.warns(DivergenceWarning, match=r"training diverged.*times that of predicting the mean.*learning_rate"):
+        cls(hidden_layer_sizes=(16,), learning_rate=10, max_epochs=5, early_stopping=False, random_state=0).fit(X)
+    assert issubclass(DivergenceWarning, ConvergenceWarning)
+
+
+def test_ordinary_fit_does_not_warn_divergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Autoencoder(hidden_layer_sizes=(16,), max_epochs=5, random_state=0).fit(X)
+
+
+MEMORY_SCRIPT = textwrap.dedent("""
+    import resource, sys, warnings
+    import numpy as np
+    from unsup.neural import {cls}
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    model = {cls}(n_components=2, hidden_layer_sizes=(16,), max_epochs=1, random_state=0)
+    model.fit(rng.standard_normal((2000, 16)).astype(np.float32))
+    X = np.empty((1_500_000, 16), dtype=np.float32)
+    for start in range(0, len(X), 100_000):
+        X[start:start + 100_000] = rng.standard_normal((100_000, 16))
+    model.{method}(X[:5000])  # warm up allocators and kernels
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = model.{method}(X)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print((peak - before) * 1024, out.nbytes)
+""")
+
+
+@pytest.mark.parametrize("cls, method", [("Autoencoder", "transform"), ("VAE", "score_samples")])
+def test_inference_memory_is_the_output_plus_a_bounded_working_set(cls, method):
+    # 1.5M x 16 float32 = 96 MB of input: a standardised float32 copy alone would be 96 MB more.
+    result = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT.format(cls=cls, method=method)],
+                            capture_output=True, text=True, timeout=240, check=True)
+    extra, output = map(int, result.stdout.split())
+    assert extra <= output + 40 * 2**20, (extra, output)
