@@ -27,6 +27,7 @@ from unsup import (  # noqa: E402
     VAE,
     AgglomerativeClustering,
     Autoencoder,
+    AutoencoderEnsemble,
     DivisiveClustering,
     GaussianMixture,
     KMeans,
@@ -100,6 +101,7 @@ def _fitted():
              "reconstruction_error", "score"),
         ),
         (VAE(2, **ae).fit(Xs), ("transform", "score_samples", "predict", "score")),
+        (AutoencoderEnsemble(random_state=0).fit(Xs), ("score_samples", "decision_function", "predict")),
         (Quantizer(n_bits=8).fit(Xs), ("transform",)),
         (QuantizedEmbedding(n_bits=4).fit(Xs), ("transform", "score")),
     ]

@@ -28,6 +28,7 @@ from unsup import (  # noqa: E402
     VAE,
     AgglomerativeClustering,
     Autoencoder,
+    AutoencoderEnsemble,
     DivisiveClustering,
     GaussianMixture,
     KMeans,
@@ -83,6 +84,8 @@ def expected(est, X):
         codes = est.set_params(output="codes").transform(X)
         est.set_params(output="dequantized")
         return [out, codes]
+    if isinstance(est, AutoencoderEnsemble):
+        return [est.score_samples(X), est.predict(X)]
     Z = est.transform(X)
     return [Z, est.inverse_transform(Z), est.score_samples(X), est.predict(X)]
 
@@ -135,7 +138,7 @@ def test_float64_graph_equals_unsup(estimator):
     est = fitted(estimator, "random")
     model = to_onnx(est, X_test[:1])
     # The networks run in float32 (as unsup's torch modules); the rest in float64.
-    rtol = 1e-5 if isinstance(est, (Autoencoder, VAE)) else 1e-12
+    rtol = 1e-5 if isinstance(est, (Autoencoder, VAE, AutoencoderEnsemble)) else 1e-12
     if isinstance(est, QuantizedEmbedding) and est.encoder is not None:
         rtol = 1e-5
     assert_outputs(run(model, X_test), expected(est, X_test), rtol=rtol)

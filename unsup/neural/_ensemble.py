@@ -38,7 +38,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from unsup._sklearn_private import Interval, StrOptions, _fit_context
+from unsup._dask import dask_support
+from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._modules import ACTIVATIONS, DEVICES, resolve_device
 from unsup.neural._training import make_adam
 
@@ -68,6 +69,7 @@ def _member_masks(n_features, n_estimators, max_features, generator):
     return masks
 
 
+@dask_support
 class AutoencoderEnsemble(OutlierMixin, BaseEstimator):
     """Ensemble of small autoencoders: the recommended reconstruction-error outlier detector.
 
@@ -312,7 +314,7 @@ class AutoencoderEnsemble(OutlierMixin, BaseEstimator):
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
 
     # ------------------------------------------------------------ public API
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the members on ``X`` and set each member's standardisation and ``offset_``.
 
@@ -335,7 +337,7 @@ class AutoencoderEnsemble(OutlierMixin, BaseEstimator):
         self._finish(xs)
         return self
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
         """Train every member one more epoch on rows of ``X``.
 

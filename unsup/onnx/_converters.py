@@ -489,7 +489,7 @@ def _embedding_parser(scope, model, inputs, custom_parsers=None):
 def _converters():
     from unsup.cluster import AgglomerativeClustering, DivisiveClustering, KMeans
     from unsup.mixture import GaussianMixture
-    from unsup.neural import Autoencoder, VariationalAutoencoder
+    from unsup.neural import Autoencoder, AutoencoderEnsemble, VariationalAutoencoder
     from unsup.onnx import _neural
     from unsup.quantization import QuantizedEmbedding, Quantizer
 
@@ -503,6 +503,8 @@ def _converters():
         (QuantizedEmbedding, "UnsupQuantizedEmbedding", _embedding_shape, _embedding_convert, _embedding_parser),
         (Autoencoder, "UnsupAutoencoder", _neural.shape, _neural.convert, neural_names),
         (VariationalAutoencoder, "UnsupVariationalAutoencoder", _neural.shape, _neural.convert, neural_names),
+        (AutoencoderEnsemble, "UnsupAutoencoderEnsemble", _neural.ensemble_shape, _neural.ensemble_convert,
+         ["score_samples", "predict"]),
     ]
 
 

@@ -194,3 +194,58 @@ def convert(scope, operator, container):
     g.identity(score, outs[2]) if dtype == np.float64 else g.cast(score, np.float32, out=outs[2])
     outlier = g.op("Less", g.op("Sub", score, g.const(float(est.offset_))), g.const(0.0))
     g.op("Where", outlier, g.const(np.int64(-1)), g.const(np.int64(1)), out=outs[3])
+
+
+# ------------------------------------------------------------ AutoencoderEnsemble
+def ensemble_shape(operator):
+    n = _n_rows(operator)
+    operator.outputs[0].type = _float_type(operator.inputs[0])([n])
+    operator.outputs[1].type = Int64TensorType([n])
+
+
+def ensemble_convert(scope, operator, container):
+    """Outputs: score_samples, predict (the members batched as one (E, ·, ·) MatMul each)."""
+    import torch
+
+    from unsup.neural._ensemble import _CLIP
+    from unsup.neural._modules import ACTIVATIONS
+
+    est = operator.raw_operator
+    g = Graph(scope, container)
+    x = operator.inputs[0].full_name
+    dtype = _float_dtype(operator.inputs[0])
+    outs = [o.full_name for o in operator.outputs]
+    # unsup's _standardise: float64 arithmetic, clipped, then float32
+    xs = g.op("Div", g.op("Sub", g.cast(x, np.float64), g.const(est.mean_.astype(np.float64))),
+              g.const(est.scale_.astype(np.float64)))
+    xs = g.op("Where", g.op("IsNaN", xs), g.const(np.float64(_CLIP)), xs)
+    xs = g.op("Clip", xs, g.const(np.float64(-_CLIP)), g.const(np.float64(_CLIP)))
+    x32 = g.cast(xs, np.float32)
+    with _no_grad():
+        w1, b1, w2, b2, w3, b3, w4, b4 = (p.detach().cpu().numpy().astype(np.float32) for p in est._params)
+        mask = est._input_mask.detach().cpu().numpy().astype(np.float32)
+    w1 = w1 * mask[:, :, None]
+    layer = ACTIVATIONS[est.activation]()
+
+    def dense(h, w, b):  # (n, d) or (E, n, d) @ (E, d, h) + (E, 1, h)
+        return g.op("Add", g.op("MatMul", h, g.const(w)), g.const(b))
+
+    def act(h):
+        out = _activation(g, h, layer) if isinstance(layer, torch.nn.Module) else None
+        if out is None:
+            raise ExportError(f"AutoencoderEnsemble with activation={est.activation!r} has no ONNX converter.")
+        return out
+
+    hid = act(dense(x32, w1, b1))
+    code = dense(hid, w2, b2)
+    hid = act(dense(code, w3, b3))
+    recon = dense(hid, w4, b4)  # (E, n, d)
+    # each member's mean squared error over its features, in float64 as unsup computes it
+    diff = g.op("Mul", g.op("Sub", g.cast(recon, np.float64), g.cast(x32, np.float64)),
+                g.const(mask[:, None, :].astype(np.float64)))
+    err = g.reduce("ReduceSum", g.op("Mul", diff, diff), 2)  # (E, n)
+    denom = mask.sum(axis=1).astype(np.float64)[:, None] * np.asarray(est.error_scale_, dtype=np.float64)[:, None]
+    score = g.op("Neg", g.reduce("ReduceMean", g.op("Div", err, g.const(denom)), 0))
+    g.identity(score, outs[0]) if dtype == np.float64 else g.cast(score, np.float32, out=outs[0])
+    inlier = g.op("GreaterOrEqual", g.op("Sub", score, g.const(float(est.offset_))), g.const(0.0))
+    g.op("Where", inlier, g.const(np.int64(1)), g.const(np.int64(-1)), out=outs[1])
