@@ -22,7 +22,8 @@ def test_benchmark_runs_quick(script):
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    check_ratios(done.stdout)
+    if script.name != "bench_anomaly.py":  # its figures: test_anomaly_benchmark_figures_are_in_range
+        check_ratios(done.stdout)
 
 
 # A ratio as the scripts print it: "ratio 0.52x", "ratio to PCA 0.300x", "...: 1.20x"

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import math
 import uuid
 import warnings
@@ -344,6 +345,8 @@ def dask_support(cls):
         method = getattr(cls, name, None)
         if method is None or getattr(method, "_unsup_dask", False):  # absent, or inherited already wrapped
             continue
+        if type(inspect.getattr_static(cls, name)).__name__ == "_AvailableIfDescriptor":
+            continue  # available_if: hasattr must keep answering as scikit-learn's descriptor says
         setattr(cls, name, _wrap(method, _predict_dispatch(name)))
     engine = _fit_engines().get(cls.__name__)
     if engine is not None:
@@ -1034,7 +1037,12 @@ def _em_step_dask(blocks, gdata, params, reg_covar, k):
 
 def _initial_gmm_params(estimator, A, w, blocks, gdata, random_state, init):
     from unsup.cluster import KMeans
-    from unsup.mixture._em import Params, _parameters, precision_cholesky, precision_cholesky_from_precisions
+    from unsup.mixture._em import (
+        Params,
+        _parameters,
+        precision_cholesky,
+        precision_cholesky_from_precisions,
+    )
 
     ct, k = estimator.covariance_type, estimator.n_components
     covariances = None

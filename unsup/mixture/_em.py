@@ -117,7 +117,8 @@ class EMData:
         self.radius = float(np.sqrt(np.max(np.einsum("ij,ij->i", self.X, self.X), initial=0.0)))
         # Per feature, the variance that rounding alone leaves in a collapsed
         # component (identical rows): 16 ulps of the feature's largest centred
-        # value, squared. A covariance at or below it is numerically zero.
+        # value, squared. Without reg_covar, a covariance at or below it is
+        # numerically zero (ill-defined, as scikit-learn finds it).
         extent = np.max(np.abs(self.X), axis=0, initial=0.0).astype(np.float64)
         self.noise_floor = (16 * self.eps * extent) ** 2
         d, k = self.n_features, n_components
@@ -540,7 +541,9 @@ def em_step(data: EMData, params: Params, reg_covar):
         return _add_blocks(map_blocks(data, exact), 0)
 
     nk, means, cov = _parameters(data, s, G, reg_covar, recompute, params.dtype)
-    pchol = precision_cholesky(cov, data.covariance_type, data.dtype, data.noise_floor)
+    # without reg_covar, a variance within rounding noise is zero (with it, reg_covar is the floor)
+    floor = data.noise_floor if reg_covar == 0 else None
+    pchol = precision_cholesky(cov, data.covariance_type, data.dtype, floor)
     new = Params(nk / nk.sum(), means, pchol, data, covariances=cov)
     return total / data.total_weight, new
 

@@ -369,7 +369,7 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             pchol = precision_cholesky_from_precisions(init["precisions"].astype(np.float64), ct)
             covariances = None
         else:
-            pchol = precision_cholesky(covariances, ct, data.dtype, data.noise_floor)
+            pchol = precision_cholesky(covariances, ct, data.dtype, data.noise_floor if self.reg_covar == 0 else None)
         return Params(weights, means, pchol, data, covariances=covariances)
 
     # ------------------------------------------------------------------ fit
