@@ -148,9 +148,10 @@ def main(argv=None):
         pca = PCA(2).fit(Xs)
         peers.append((roc_auc_score(y, ((pca.inverse_transform(pca.transform(Xs)) - Xs) ** 2).mean(axis=1)),
                       roc_auc_score(y, -IsolationForest(random_state=0).fit(X).score_samples(X))))
-    pca_auc, if_auc = (np.mean(peers, axis=0) if peers else (float("nan"), float("nan")))
-    print(f"\nAutoencoder variants, seeds {args.seeds}: digits held-out MSE ratio to PCA(8) (target <= 0.5), "
-          f"ADBench mean ROC AUC over {len(files)} sets (PCA(2) error {pca_auc:.3f}, IsolationForest {if_auc:.3f})")
+    pca_auc, if_auc = (np.mean(peers, axis=0) if peers else (None, None))
+    anchors = (f"ADBench mean ROC AUC over {len(files)} sets (PCA(2) error {pca_auc:.3f}, IsolationForest {if_auc:.3f})"
+               if peers else "no ADBench data: AUC columns n/a")
+    print(f"\nAutoencoder variants, seeds {args.seeds}: digits held-out MSE ratio to PCA(8) (target <= 0.5), {anchors}")
     print(f"  {'variant':16s} {'digits ratio':>12s} {'ADBench AUC':>12s}  per dataset ({', '.join(f.stem for f in files)})")
     for name, (cls, params) in VARIANTS.items():
         ratios, aucs = [], []
@@ -159,9 +160,13 @@ def main(argv=None):
             aucs.append([roc_auc_score(d["y"], -fit(cls, d["X"], random_state=seed, **params, **extra).score_samples(d["X"]))
                          for d in data])
         per = np.mean(aucs, axis=0) if data else []
-        mean_auc = float(np.mean(per)) if data else float("nan")
-        print(f"  {name:16s} {np.mean(ratios):12.3f} {mean_auc:12.3f}  " + " ".join(f"{a:.3f}" for a in per))
-        print(f"    ratio to PCA(8) MSE {np.mean(ratios):.3f}x; AUC ratio to IsolationForest {mean_auc / if_auc:.3f}")
+        if data:
+            mean_auc = float(np.mean(per))
+            print(f"  {name:16s} {np.mean(ratios):12.3f} {mean_auc:12.3f}  " + " ".join(f"{a:.3f}" for a in per))
+            print(f"    ratio to PCA(8) MSE {np.mean(ratios):.3f}x; AUC ratio to IsolationForest {mean_auc / if_auc:.3f}")
+        else:
+            print(f"  {name:16s} {np.mean(ratios):12.3f} {'n/a':>12s}")
+            print(f"    ratio to PCA(8) MSE {np.mean(ratios):.3f}x")
     vae_terms(data, files, args.seeds, extra)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
