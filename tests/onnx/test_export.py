@@ -288,3 +288,16 @@ def test_import_unsup_does_not_import_onnx_and_missing_extra_is_named():
     first, second = out.stdout.strip().splitlines()
     assert first == "False"
     assert 'pip install "unsup[onnx]"' in second
+
+
+@pytest.mark.parametrize("cls", [Autoencoder, VAE, AutoencoderEnsemble])
+def test_extreme_finite_inputs_score_and_label_as_unsup(cls):
+    """Rows x1e200 (finite): unsup clips the standardised values, so must the graph; never an inlier by NaN."""
+    X_fit, X_test = DATASETS["random"]
+    params = {} if cls is AutoencoderEnsemble else {"hidden_layer_sizes": (8,), "max_epochs": 3}
+    est = cls(random_state=0, **params).fit(X_fit)
+    X = np.vstack([X_test[:5], X_test[5:10] * 1e200, -X_test[10:15] * 1e300])
+    got = run(to_onnx(est, X[:1]), X)
+    ref = expected(est, X)
+    assert np.all(np.isfinite(ref[-2])) and np.all(ref[-1][5:] == -1)
+    assert_outputs(got, ref, rtol=1e-5)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from skl2onnx.common.data_types import Int64TensorType
 
 from unsup.onnx._converters import (
     ExportError,
@@ -30,7 +31,6 @@ from unsup.onnx._converters import (
     _n_rows,
 )
 from unsup.onnx._graph import Graph
-from skl2onnx.common.data_types import Int64TensorType
 
 
 def _linear(g: Graph, x: str, weight: np.ndarray, bias) -> str:
@@ -153,15 +153,17 @@ def shape(operator):
 def convert(scope, operator, container):
     """Outputs: transform, reconstruction (inverse_transform of the code), score_samples, predict."""
     from unsup.neural import VariationalAutoencoder
-    from unsup.neural._base import LOGVAR_CLAMP
+    from unsup.neural._base import _CLIP, LOGVAR_CLAMP
 
     est = operator.raw_operator
     g = Graph(scope, container)
     x = operator.inputs[0].full_name
     dtype = _float_dtype(operator.inputs[0])
     outs = [o.full_name for o in operator.outputs]
-    # standardise in the input's dtype, then float32 (unsup's _standardise)
+    # standardise in the input's dtype, clipped as unsup's _standardise does
+    # (finite extreme inputs stay finite; inf - inf counts as extreme), then float32
     xs = g.op("Div", g.op("Sub", x, g.const(est.mean_.astype(dtype))), g.const(est.scale_.astype(dtype)))
+    xs = _clip_extremes(g, xs, dtype, _CLIP)
     if dtype == np.float64:
         xs = g.cast(xs, np.float32)
     encoded = mlp(g, xs, est.encoder_)
@@ -192,8 +194,19 @@ def convert(scope, operator, container):
         loss = g.cast(g.reduce("ReduceMean", g.op("Mul", diff, diff), 1), np.float64)
     score = g.op("Neg", loss)
     g.identity(score, outs[2]) if dtype == np.float64 else g.cast(score, np.float32, out=outs[2])
-    outlier = g.op("Less", g.op("Sub", score, g.const(float(est.offset_))), g.const(0.0))
-    g.op("Where", outlier, g.const(np.int64(-1)), g.const(np.int64(1)), out=outs[3])
+    _outlier_labels(g, score, est.offset_, outs[3])
+
+
+def _clip_extremes(g: Graph, xs: str, dtype, bound: float) -> str:
+    """Standardised values clipped to +-bound, NaN (inf - inf) as +bound: unsup's inference rule."""
+    xs = g.op("Where", g.op("IsNaN", xs), g.const(np.asarray(bound, dtype=dtype)), xs)
+    return g.op("Clip", xs, g.const(np.asarray(-bound, dtype=dtype)), g.const(np.asarray(bound, dtype=dtype)))
+
+
+def _outlier_labels(g: Graph, score: str, offset: float, out: str) -> None:
+    """+1 where score - offset >= 0, else -1: a score that is not a number is an outlier, as in unsup."""
+    inlier = g.op("GreaterOrEqual", g.op("Sub", score, g.const(float(offset))), g.const(0.0))
+    g.op("Where", inlier, g.const(np.int64(1)), g.const(np.int64(-1)), out=out)
 
 
 # ------------------------------------------------------------ AutoencoderEnsemble
@@ -207,7 +220,7 @@ def ensemble_convert(scope, operator, container):
     """Outputs: score_samples, predict (the members batched as one (E, ·, ·) MatMul each)."""
     import torch
 
-    from unsup.neural._ensemble import _CLIP
+    from unsup.neural._ensemble import _CLIP as _ENSEMBLE_CLIP
     from unsup.neural._modules import ACTIVATIONS
 
     est = operator.raw_operator
@@ -218,8 +231,7 @@ def ensemble_convert(scope, operator, container):
     # unsup's _standardise: float64 arithmetic, clipped, then float32
     xs = g.op("Div", g.op("Sub", g.cast(x, np.float64), g.const(est.mean_.astype(np.float64))),
               g.const(est.scale_.astype(np.float64)))
-    xs = g.op("Where", g.op("IsNaN", xs), g.const(np.float64(_CLIP)), xs)
-    xs = g.op("Clip", xs, g.const(np.float64(-_CLIP)), g.const(np.float64(_CLIP)))
+    xs = _clip_extremes(g, xs, np.float64, _ENSEMBLE_CLIP)
     x32 = g.cast(xs, np.float32)
     with _no_grad():
         w1, b1, w2, b2, w3, b3, w4, b4 = (p.detach().cpu().numpy().astype(np.float32) for p in est._params)
@@ -247,5 +259,4 @@ def ensemble_convert(scope, operator, container):
     denom = mask.sum(axis=1).astype(np.float64)[:, None] * np.asarray(est.error_scale_, dtype=np.float64)[:, None]
     score = g.op("Neg", g.reduce("ReduceMean", g.op("Div", err, g.const(denom)), 0))
     g.identity(score, outs[0]) if dtype == np.float64 else g.cast(score, np.float32, out=outs[0])
-    inlier = g.op("GreaterOrEqual", g.op("Sub", score, g.const(float(est.offset_))), g.const(0.0))
-    g.op("Where", inlier, g.const(np.int64(1)), g.const(np.int64(-1)), out=outs[1])
+    _outlier_labels(g, score, est.offset_, outs[1])
