@@ -65,18 +65,11 @@ def add_model_commands(sub, common, data_help, saving_parsers) -> None:
 
 def check_save_path(args) -> None:
     """Refuse a ``--save-model`` path that cannot be written, before any work."""
-    from unsup.cli import InputError
+    from unsup.cli import check_writable
 
     path = getattr(args, "save_model", None)
-    if path is None:
-        return
-    if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, expected a model file name")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise InputError(f"{path}: cannot write: folder {os.path.dirname(path)!r} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"{path}: cannot write: permission denied")
+    if path is not None:
+        check_writable(path, "a model file name")
 
 
 def save_model(args, model, rep) -> None:

@@ -557,8 +557,13 @@ def check_output(path: str | None) -> None:
             f"{path}: unsupported output type {ext or '(no extension)'!r}, "
             "expected .csv, .npy or .npz (or - for stdout)"
         )
+    check_writable(path, "an output file name")
+
+
+def check_writable(path: str, expected: str) -> None:
+    """Refuse a file path whose folder is missing or read-only, or that names a folder."""
     if os.path.isdir(path):
-        raise InputError(f"{path}: is a directory, expected an output file name")
+        raise InputError(f"{path}: is a directory, expected {expected}")
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise InputError(f"{path}: cannot write: folder {os.path.dirname(path)!r} does not exist")

@@ -35,13 +35,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, OutlierMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, mlp, resolve_device
+from unsup.neural._outlier import ScoreOffsetOutlierMixin
 from unsup.neural._training import DivergenceWarning, split_validation, train
 
 __all__ = ["BaseNeuralEstimator"]
@@ -115,7 +116,7 @@ def _column_stats_on_device(rows):
     return mean.cpu().numpy(), torch.sqrt(squares / n).cpu().numpy()
 
 
-class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, OutlierMixin, BaseEstimator):
+class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ScoreOffsetOutlierMixin, BaseEstimator):
     """Shared machinery of :class:`Autoencoder` and :class:`VariationalAutoencoder`.
 
     Not public: subclasses define ``_encoder_width``, ``_code``,
@@ -619,37 +620,6 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         return -self._map_rows(self._scores_std, X, 0, np.float64)
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers, positive for inliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-            float64.
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """Whether each row is an inlier (+1) or an outlier (-1), by the sign of :meth:`decision_function`.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-            +1 for inliers, -1 for outliers (int); a row whose score is not a
-            number is an outlier.
-        """
-        decision = self.decision_function(X)
-        # not "decision < 0": a score that is not a number never makes an inlier
-        return np.where(decision >= 0, 1, -1)
 
     def score(self, X, y=None):
         """The mean of :meth:`score_samples` (higher is better), for model selection.

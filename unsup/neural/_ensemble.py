@@ -33,14 +33,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._dask import dask_support
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._modules import ACTIVATIONS, DEVICES, resolve_device
+from unsup.neural._outlier import ScoreOffsetOutlierMixin
 from unsup.neural._training import make_adam
 
 __all__ = ["AutoencoderEnsemble"]
@@ -70,7 +70,7 @@ def _member_masks(n_features, n_estimators, max_features, generator):
 
 
 @dask_support
-class AutoencoderEnsemble(OutlierMixin, BaseEstimator):
+class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
     """Ensemble of small autoencoders: the recommended reconstruction-error outlier detector.
 
     Each of ``n_estimators`` small autoencoders sees a random subset of the
@@ -380,33 +380,6 @@ class AutoencoderEnsemble(OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return -self._raw_scores(self._standardise(X))
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for outliers.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for inliers, -1 for outliers (a row whose score is not a number is an outlier).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        decision = self.decision_function(X)
-        return np.where(decision >= 0, 1, -1)
 
     # ------------------------------------------------------------ pickling
     def __getstate__(self):
