@@ -315,6 +315,70 @@ def test_quantizer_calibrates_block_by_block():
     assert q.n_samples_seen_ == len(X)
 
 
+# ------------------------------------------------------ QuantizedEmbedding
+@pytest.mark.parametrize("n_bits", [8, 4, 1])
+@pytest.mark.parametrize("scheme", ["symmetric", "asymmetric"])
+def test_quantized_embedding_calibrates_block_by_block(n_bits, scheme, scheduler):
+    """min-max calibration is exact block by block: the codes equal the in-memory fit's."""
+    kw = dict(n_bits=n_bits, scheme=scheme, granularity="per_channel", observer="minmax")
+    ref = QuantizedEmbedding(**kw).fit(X)
+    qe = QuantizedEmbedding(**kw).fit(_dask(X))
+    np.testing.assert_array_equal(qe.codes_, ref.codes_)
+    assert qe.compression_ratio_ == ref.compression_ratio_ and qe.n_features_in_ == 4
+    if n_bits == 1:
+        np.testing.assert_allclose(qe.threshold_, ref.threshold_, rtol=1e-12)
+        np.testing.assert_allclose(qe.levels_, ref.levels_, rtol=1e-12)
+    else:
+        np.testing.assert_array_equal(qe.quantizer_.scale_, ref.quantizer_.scale_)
+    np.testing.assert_array_equal(qe.embedding_, ref.embedding_)  # keep_float=True: gathered, as in memory
+    np.testing.assert_array_equal(qe.kneighbors(n_neighbors=3)[1], ref.kneighbors(n_neighbors=3)[1])
+    lean = QuantizedEmbedding(**kw, keep_float=False).fit(_dask(X))
+    assert lean.embedding_ is None
+    np.testing.assert_array_equal(lean.codes_, ref.codes_)
+    np.testing.assert_array_equal(qe.fit_transform(_dask(X)), ref.codes_)
+    lazy = qe.transform(_dask(X))
+    assert isinstance(lazy, da.Array)
+    np.testing.assert_array_equal(lazy.compute(), ref.transform(X))
+
+
+def test_quantized_embedding_observer_sees_the_blocks_as_partial_fit_batches():
+    """Calibration streams the blocks (the moving average moves per block), not the whole array."""
+    kw = dict(n_bits=8, scheme="symmetric", observer="moving_average", granularity="per_channel")
+    with dask.config.set(scheduler="threads"):
+        qe = QuantizedEmbedding(**kw).fit(_dask(X))
+    stream = Quantizer(8, observer="moving_average", granularity="per_channel", axis=1)
+    for start in range(0, len(X), CHUNKS[0]):
+        stream.partial_fit(X[start : start + CHUNKS[0]])
+    np.testing.assert_array_equal(qe.quantizer_.scale_, stream.scale_)
+    assert not np.array_equal(qe.quantizer_.scale_, QuantizedEmbedding(**kw).fit(X).quantizer_.scale_)
+
+
+def test_quantized_embedding_fits_an_unsup_encoder_on_the_blocks():
+    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        qe = QuantizedEmbedding(Autoencoder(2, hidden_layer_sizes=(8,), max_epochs=2, random_state=0)).fit(_dask(X))
+    assert qe.codes_.shape == (len(X), 2)
+    # the codes are the quantizer's codes of the fitted encoder's latents
+    np.testing.assert_array_equal(qe.codes_, qe.quantizer_.transform(qe.encoder_.transform(X)))
+
+
+def test_quantized_embedding_on_dask_refuses_an_encoder_that_would_pull_the_array_whole():
+    from sklearn.decomposition import PCA
+
+    with dask.config.set(scheduler="threads"):
+        with pytest.raises(TypeError, match="PCA cannot fit on a dask array"):
+            QuantizedEmbedding(PCA(2)).fit(_dask(X))
+        qe = QuantizedEmbedding(n_bits=8).fit(X)
+        codes = qe.codes_.copy()
+        Xnan = X.copy()
+        Xnan[700, 1] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            qe.fit(_dask(Xnan))
+        with pytest.raises(ValueError, match="NaN"):
+            QuantizedEmbedding(n_bits=1).fit(_dask(Xnan))
+    np.testing.assert_array_equal(qe.codes_, codes)  # a failed fit leaves the fitted state
+
+
 # ------------------------------------------------------- a worker killed
 def test_worker_killed_mid_fit_retries_and_completes(cluster):
     lc, client = cluster

@@ -329,6 +329,7 @@ def _fit_engines():
         "AgglomerativeClustering": ("fit", _refuse_fit),
         "DivisiveClustering": ("fit", _refuse_fit),
         "Quantizer": ("fit", fit_quantizer),
+        "QuantizedEmbedding": ("_fit", fit_quantized_embedding),
         "Autoencoder": ("fit", fit_neural),
         "VariationalAutoencoder": ("fit", fit_neural),
     }
@@ -1179,6 +1180,90 @@ def fit_quantizer(estimator, X, y=None):
     estimator.__dict__.update(fresh.__dict__)
     _set_features(estimator, A.shape[1], names)
     return estimator
+
+
+def _column_sums_block(X, w, start, column_sums):
+    return column_sums(np.asarray(X))
+
+
+def _levels_block(X, w, start, embedding):
+    """The block's unpacked codes, and its float latents where ``keep_float`` keeps them."""
+    Z = np.ascontiguousarray(X)
+    return embedding._quantize(Z), (Z if embedding.keep_float else None)
+
+
+def fit_quantized_embedding(estimator, X, y=None):
+    """``QuantizedEmbedding.fit`` on a dask array: calibrated block by block, the codes gathered.
+
+    The encoder (none, or one whose ``fit`` takes dask arrays: an unsup
+    ``Autoencoder`` or ``VariationalAutoencoder``) is fitted on the dask array
+    and its codes computed lazily; 8- and 4-bit codes are calibrated by
+    :func:`fit_quantizer` (the observer updated block by block), 1-bit
+    thresholds and levels from per-block column sums (one pass, two with the
+    asymmetric scheme). The codes of every row are then gathered into memory
+    for :meth:`~unsup.quantization.QuantizedEmbedding.kneighbors`
+    (``compression_ratio_`` times smaller than the float32 embedding), and
+    the float latents too where ``keep_float=True`` asks for them, as in
+    memory. Returns the unpacked codes (for ``fit_transform``).
+    """
+    from sklearn.base import clone
+
+    from unsup.quantization import Quantizer
+    from unsup.quantization._embedding import sign_levels_from_sums
+
+    fresh = copy.deepcopy(estimator)
+    fresh._check_params()
+    for name in ("encoder_", "quantizer_", "threshold_", "levels_", "codes_", "embedding_",
+                 "n_features_in_", "feature_names_in_"):
+        fresh.__dict__.pop(name, None)
+    A, names = as_dask_array(X, fresh, reset=True, lengths=True)
+    if fresh.encoder is None:
+        fresh.encoder_ = None
+        Z = A if A.dtype in (np.float32, np.float64) else A.astype(np.float64)
+    else:
+        encoder = clone(fresh.encoder)
+        if not getattr(type(encoder).fit, "_unsup_dask", False):
+            raise TypeError(
+                f"The encoder {type(encoder).__name__} cannot fit on a dask array without computing it "
+                "whole; use an unsup Autoencoder or VariationalAutoencoder (they train on the blocks), "
+                "fit this QuantizedEmbedding on an in-memory sample, or pass the embedding itself "
+                "with encoder=None."
+            )
+        fresh.encoder_ = encoder.fit(A, y)
+        Z = fresh.encoder_.transform(A)
+    n, d = Z.shape
+    if n < 1:
+        raise ValueError(f"Found array with 0 sample(s) (shape={A.shape}) while a minimum of 1 is required.")
+    fresh._dtype = Z.dtype
+    fresh.n_components_ = d
+    if fresh.n_bits == 1:
+        blocks = _blocks(Z, None)
+
+        def reduce(column_sums):
+            total = sum(_each_block(_column_sums_block, blocks, column_sums))
+            if not np.all(np.isfinite(total)):
+                raise ValueError("Input contains NaN, infinity or a value too large for dtype('float64').")
+            return total
+
+        fresh.quantizer_ = None
+        fresh.threshold_, fresh.levels_ = sign_levels_from_sums(
+            reduce, (n, d), Z.dtype, fresh.scheme, fresh.granularity, fresh.block_size
+        )
+    else:
+        fresh.quantizer_ = Quantizer(
+            fresh.n_bits, scheme=fresh.scheme, granularity=fresh.granularity,
+            block_size=fresh.block_size, observer=fresh.observer,
+        ).fit(Z)
+        fresh.threshold_ = fresh.levels_ = None
+    parts = _each_block(_levels_block, _blocks(Z, None), _shipped(fresh))
+    levels = np.concatenate([p[0] for p in parts])
+    fresh.codes_ = fresh._pack(levels)
+    fresh.embedding_ = np.concatenate([p[1] for p in parts]) if fresh.keep_float else None
+    fresh.compression_ratio_ = 4.0 * d / fresh.codes_.shape[1]
+    _set_features(fresh, A.shape[1], names)
+    estimator.__dict__.clear()
+    estimator.__dict__.update(fresh.__dict__)
+    return levels
 
 
 # ---------------------------------------------------------- neural networks

@@ -24,6 +24,7 @@ Design constraints:
 
 from __future__ import annotations
 
+import functools
 import numbers
 from numbers import Integral
 
@@ -651,11 +652,21 @@ def _sign_levels(Z, scheme, granularity, block_size):
         and at-or-above the threshold (asymmetric), or ``∓ mean|z|``
         (symmetric): the least-squares levels of each group.
     """
-    n, d = Z.shape
+    return sign_levels_from_sums(lambda column_sums: column_sums(Z), Z.shape, Z.dtype, scheme, granularity, block_size)
+
+
+def sign_levels_from_sums(reduce, shape, dtype, scheme, granularity, block_size):
+    """:func:`_sign_levels` from column sums over the rows, which ``reduce`` computes.
+
+    ``reduce(column_sums)`` returns ``column_sums(Z)`` (a float64 vector of
+    length ``d``) for the whole of ``Z``: in memory, or added up over the
+    blocks of a dask array (one pass per call: one for the symmetric scheme,
+    two for the asymmetric one).
+    """
+    n, d = shape
     group = {"per_channel": np.arange(d), "per_tensor": np.zeros(d, dtype=np.intp),
              "per_block": np.arange(d) // block_size}[granularity]
     n_groups = int(group.max()) + 1
-    Z64 = Z.astype(np.float64)
     size = np.bincount(group, minlength=n_groups) * float(n)
 
     def group_sum(columns):
@@ -663,18 +674,33 @@ def _sign_levels(Z, scheme, granularity, block_size):
 
     if scheme == "symmetric":
         threshold = np.zeros(d)
-        alpha = group_sum(np.abs(Z64).sum(axis=0)) / size
+        alpha = group_sum(reduce(_abs_sums)) / size
         levels = np.stack([-alpha[group], alpha[group]])
     else:
         # The threshold in Z's dtype, and the bits as transform will set them.
-        threshold = ((group_sum(Z64.sum(axis=0)) / size)[group]).astype(Z.dtype)
-        above = Z >= threshold
-        n_above = group_sum(above.sum(axis=0).astype(np.float64))
-        sum_above = group_sum(np.where(above, Z64, 0.0).sum(axis=0))
-        sum_below = group_sum(Z64.sum(axis=0)) - sum_above
+        total = group_sum(reduce(_sums))
+        threshold = ((total / size)[group]).astype(dtype)
+        above = reduce(functools.partial(_above_counts_and_sums, threshold=threshold))
+        n_above, sum_above = group_sum(above[:d]), group_sum(above[d:])
+        sum_below = total - sum_above
         centre = threshold.astype(np.float64)  # a side with no values decodes to the threshold
         with np.errstate(invalid="ignore", divide="ignore"):
             high = np.where(n_above > 0, sum_above / n_above, np.nan)[group]
             low = np.where(size - n_above > 0, sum_below / (size - n_above), np.nan)[group]
         levels = np.stack([np.where(np.isnan(low), centre, low), np.where(np.isnan(high), centre, high)])
-    return threshold.astype(Z.dtype), levels.astype(Z.dtype)
+    return threshold.astype(dtype), levels.astype(dtype)
+
+
+def _sums(Z):
+    return np.asarray(Z).sum(axis=0, dtype=np.float64)
+
+
+def _abs_sums(Z):
+    return np.abs(np.asarray(Z).astype(np.float64)).sum(axis=0)
+
+
+def _above_counts_and_sums(Z, threshold):
+    """Per column: how many values are at or above ``threshold``, then their sum (one vector)."""
+    Z = np.asarray(Z)
+    above = Z >= threshold
+    return np.concatenate([above.sum(axis=0).astype(np.float64), np.where(above, Z.astype(np.float64), 0.0).sum(axis=0)])
