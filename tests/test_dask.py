@@ -289,8 +289,36 @@ def test_gmm_kmeans_initialisation_through_dask():
     ref = GaussianMixture(3, random_state=0).fit(X)
     np.testing.assert_allclose(got.lower_bound_, ref.lower_bound_, rtol=1e-6)  # the same optimum
     assert isinstance(labels, da.Array)
-    with dask.config.set(scheduler="threads"), pytest.raises(ValueError, match="not available on dask"):
-        GaussianMixture(3, init_params="k-means++").fit(_dask(X))
+
+
+@pytest.mark.parametrize("init_params", ["k-means++", "random_from_data"])
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gmm_seed_row_initialisations_equal_the_in_memory_fit(init_params, covariance_type, weighted):
+    """The same seed rows from the same random stream: the same initial and fitted parameters."""
+    sw = W if weighted else None
+    kw = dict(init_params=init_params, covariance_type=covariance_type, random_state=0)
+    # two initialisations without EM: the second draws where the first left the stream; then
+    # EM from one (two runs that reach the same optimum would tie on their lower bounds)
+    for max_iter, n_init in ((0, 2), (5, 1)):
+        with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            got = GaussianMixture(3, max_iter=max_iter, n_init=n_init, tol=0.0, **kw).fit(
+                _dask(X), sample_weight=None if sw is None else _dask(sw)
+            )
+            ref = GaussianMixture(3, max_iter=max_iter, n_init=n_init, tol=0.0, **kw).fit(X, sample_weight=sw)
+        for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+            assert _rel(getattr(ref, name), getattr(got, name)) <= 1e-8, (max_iter, name)
+        if max_iter:
+            assert abs(got.lower_bound_ - ref.lower_bound_) <= 1e-8
+
+
+def test_gmm_kmeanspp_seeds_in_the_metric_on_dask(scheduler):
+    """k-means++ in another metric's cost (manhattan): the in-memory seeds, found pass by pass."""
+    kw = dict(init_params="k-means++", metric="manhattan", random_state=3, max_iter=0)
+    got = GaussianMixture(4, **kw).fit(_dask(X, (100, 4)))
+    ref = GaussianMixture(4, **kw).fit(X)
+    np.testing.assert_allclose(got.means_, ref.means_, rtol=1e-12)
 
 
 # ------------------------------------------------------------- hierarchies

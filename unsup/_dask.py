@@ -946,11 +946,13 @@ def _radius_block(X, w, start, ct, k, offset):
     return data.radius, S
 
 
-def _resp_moments_block(X, w, start, ct, k, offset, labels_source, seed):
-    """Initial responsibilities' sums and moment sums (k-means labels or random)."""
+def _resp_moments_block(X, w, start, ct, k, offset, labels_source, seed, seeds=None):
+    """Initial responsibilities' sums and moment sums (k-means labels, random, or seed rows)."""
     data = _em_block_data(X, w, ct, k, offset)
     n = data.n_samples
-    if labels_source is None:  # init_params="random", a stream per block
+    if seeds is not None:  # "k-means++", "random_from_data": one row per component
+        resp = _seed_resp(n, start, k, seeds, data.dtype)
+    elif labels_source is None:  # init_params="random", a stream per block
         rng = np.random.default_rng([seed, start])
         resp = rng.random((n, k)).astype(data.dtype)
         resp /= resp.sum(axis=1)[:, None]
@@ -999,10 +1001,10 @@ def _exact_block(X, w, start, ct, k, offset, params, components, means):
     return out
 
 
-def _init_exact_block(X, w, start, ct, k, offset, labels_source, seed, components, means):
+def _init_exact_block(X, w, start, ct, k, offset, labels_source, seed, seeds, components, means):
     from unsup.mixture._em import _centred_sums
 
-    resp = _resp_moments_block(X, w, start, ct, k, offset, labels_source, seed)[2]
+    resp = _resp_moments_block(X, w, start, ct, k, offset, labels_source, seed, seeds)[2]
     data = _em_block_data(X, w, ct, k, offset)
     return _centred_sums(data, 0, data.n_samples, resp, means, components)
 
@@ -1038,16 +1040,12 @@ def _em_step_dask(blocks, gdata, params, reg_covar, k):
 
 def _initial_gmm_params(estimator, A, w, blocks, gdata, random_state, init):
     from unsup.cluster import KMeans
-    from unsup.mixture._em import (
-        Params,
-        _parameters,
-        precision_cholesky,
-        precision_cholesky_from_precisions,
-    )
+    from unsup.mixture._em import _parameters, initial_params, tied_rest_correction
 
     ct, k = estimator.covariance_type, estimator.n_components
-    covariances = None
+    weights = means = covariances = None
     if len(init) < 3:
+        seeds = None
         if estimator.init_params == "kmeans":
             km = KMeans(
                 n_clusters=k, metric=estimator.metric, metric_params=estimator.metric_params,
@@ -1058,33 +1056,145 @@ def _initial_gmm_params(estimator, A, w, blocks, gdata, random_state, init):
         elif estimator.init_params == "random":
             source, seed = None, _seed(random_state)
         else:
-            raise ValueError(
-                f"init_params={estimator.init_params!r} draws seeds one pass per component and is "
-                "not available on dask arrays; use init_params='kmeans' (k-means|| seeding) or "
-                "'random', or pass weights_init, means_init and precisions_init."
-            )
+            source, seed = None, None
+            seeds = (_random_rows(A, w, k, random_state) if estimator.init_params == "random_from_data"
+                     else _kmeans_plusplus_rows(estimator, A, w, blocks, k, random_state))
         shipped = _shipped(source)
-        parts = _each_block(_resp_moments_block, blocks, ct, k, gdata.offset, shipped, seed)
+        parts = _each_block(_resp_moments_block, blocks, ct, k, gdata.offset, shipped, seed, seeds)
         s = sum(p[0] for p in parts)
         G = sum(p[1] for p in parts)
 
         def recompute(components, means):
             return _add_dicts(_each_block(
-                _init_exact_block, blocks, ct, k, gdata.offset, shipped, seed, list(components), means
+                _init_exact_block, blocks, ct, k, gdata.offset, shipped, seed, seeds, list(components), means
             ))
 
         nk, means, covariances = _parameters(gdata, s, G, estimator.reg_covar, recompute, gdata.dtype)
+        if ct == "tied" and seeds is not None:  # rows outside the seeds: scikit-learn's tied formula
+            rest = sum(_each_block(_tied_rest_block, blocks, ct, k, gdata.offset, seeds))
+            covariances = covariances + tied_rest_correction(rest, gdata.offset) / nk.sum()
         weights = nk / gdata.total_weight
-    if "weights" in init:
-        weights = init["weights"]
-    if "means" in init:
-        means = init["means"].astype(np.float64) - gdata.offset
-    if "precisions" in init:
-        pchol = precision_cholesky_from_precisions(init["precisions"].astype(np.float64), ct)
-        covariances = None
-    else:
-        pchol = precision_cholesky(covariances, ct, gdata.dtype)
-    return Params(weights, means, pchol, gdata, covariances=covariances)
+    return initial_params(gdata, init, weights, means, covariances)
+
+
+def _seed_resp(n, start, k, seeds, dtype):
+    """One-hot responsibilities of the block's seed rows (component ``j`` on row ``seeds[j]``)."""
+    resp = np.zeros((n, k), dtype=dtype)
+    local = np.asarray(seeds) - start
+    inside = (local >= 0) & (local < n)
+    resp[local[inside], np.flatnonzero(inside)] = 1
+    return resp
+
+
+def _tied_rest_block(X, w, start, ct, k, offset, seeds):
+    from unsup.mixture._em import tied_rest_sums
+
+    data = _em_block_data(X, w, ct, k, offset)
+    resp = _seed_resp(data.n_samples, start, k, seeds, np.float64)
+    if data.w is not None:
+        resp = resp * data.w[:, None]
+    return tied_rest_sums(data.X, data.w, resp)
+
+
+def _random_rows(A, w, k, random_state):
+    """``init_params="random_from_data"``: scikit-learn's draw of ``k`` distinct rows, by weight.
+
+    The same call on the same stream as in memory (so the same rows); with
+    unequal weights the weight vector (one float per row) is gathered for it.
+    """
+    n = A.shape[0]
+    p = None
+    if w is not None:
+        wv = np.asarray(w.compute(), dtype=np.float64) if is_dask(w) else np.asarray(w, dtype=np.float64)
+        if not np.all(wv == wv[0]):
+            p = wv / wv.sum(dtype=np.float64)
+    return random_state.choice(n, size=k, replace=False, p=p)
+
+
+def _kmeans_plusplus_rows(estimator, A, w, blocks, k, random_state):
+    """``init_params="k-means++"``: the greedy k-means++ seeding of the in-memory fit, pass by pass.
+
+    scikit-learn's draws on the same random stream (the first row by weight,
+    then ``2 + log k`` candidates by weight times cost to the nearest seed,
+    the one that lowers the potential most kept), in the metric's k-means
+    cost. Two passes per seed: one locates the candidates in the running
+    cumulative sum, one scores them; the costs to the seeds are recomputed
+    per pass, not held. The same rows as in memory up to the rounding of the
+    cumulative sums.
+    """
+    from unsup.metrics._registry import get_metric
+
+    cost = get_metric(estimator.metric, **(estimator.metric_params or {})).cost()
+    n_local_trials = 2 + int(np.log(k))
+    starts = np.asarray([b[2] for b in blocks])
+    nonempty = np.asarray(A.chunks[0]) > 0
+    rows = np.empty((0, A.shape[1]), dtype=A.dtype)
+
+    def pick(totals, targets, side):
+        """The global index (and the row) where the cumulative sum of weight x cost reaches each target."""
+        ends = np.cumsum(totals)
+        owners = np.flatnonzero(nonempty)
+        owner = owners[np.minimum(np.searchsorted(ends[owners], targets, side=side), len(owners) - 1)]
+        assigned = {}
+        for j, (b, t) in enumerate(zip(owner, targets)):
+            assigned.setdefault(int(starts[b]), []).append((j, t - (ends[b] - totals[b])))
+        index = np.empty(len(targets), dtype=np.int64)
+        found_rows = np.empty((len(targets), A.shape[1]), dtype=A.dtype)
+        for ids, idx, r in _each_block(_locate_block, blocks, cost, rows, assigned, side):
+            index[ids], found_rows[ids] = idx, r
+        return index, found_rows
+
+    totals = np.asarray(_each_block(_weight_cost_total_block, blocks, cost, rows), dtype=np.float64)
+    first, rows = pick(totals, np.array([random_state.random_sample() * totals.sum()]), "right")
+    indices = [int(first[0])]
+    totals = np.asarray(_each_block(_weight_cost_total_block, blocks, cost, rows), dtype=np.float64)
+    for _ in range(1, k):
+        targets = random_state.uniform(size=n_local_trials) * totals.sum()
+        candidates, candidate_rows = pick(totals, targets, "left")
+        per_block = np.asarray(_each_block(_candidate_potentials_block, blocks, cost, rows, candidate_rows))
+        best = int(np.argmin(per_block.sum(axis=0)))
+        indices.append(int(candidates[best]))
+        rows = np.vstack([rows, candidate_rows[best : best + 1]])
+        totals = per_block[:, best]
+    return np.asarray(indices)
+
+
+def _weighted_cost(X, w, cost, rows):
+    """Each row's weight times its k-means cost to the nearest of ``rows`` (the weight alone before any)."""
+    X = np.asarray(X)
+    closest = np.ones(len(X)) if len(rows) == 0 else _cost_to(cost, rows, X).min(axis=0)
+    return closest if w is None else np.asarray(w, dtype=np.float64) * closest
+
+
+def _cost_to(cost, rows, X):
+    return cost._block(rows.astype(X.dtype, copy=False), X).astype(np.float64)
+
+
+def _weight_cost_total_block(X, w, start, cost, rows):
+    return float(np.sum(_weighted_cost(X, w, cost, rows)))
+
+
+def _locate_block(X, w, start, cost, rows, assigned, side):
+    """``(target ids, global indices, rows)`` of the targets this block holds, in its cumulative sum."""
+    X = np.asarray(X)
+    mine = assigned.get(start, [])
+    if not mine:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), X[:0]
+    ids = np.asarray([j for j, _ in mine], dtype=np.int64)
+    local = np.searchsorted(np.cumsum(_weighted_cost(X, w, cost, rows)), [t for _, t in mine], side=side)
+    local = np.minimum(local, len(X) - 1)
+    return ids, start + local, X[local]
+
+
+def _candidate_potentials_block(X, w, start, cost, rows, candidate_rows):
+    """Per candidate: the block's sum of weight x cost to the nearest seed once the candidate is one."""
+    X = np.asarray(X)
+    to_candidates = _cost_to(cost, candidate_rows, X)
+    if len(rows):
+        np.minimum(to_candidates, _cost_to(cost, rows, X).min(axis=0), out=to_candidates)
+    if w is not None:
+        to_candidates *= np.asarray(w, dtype=np.float64)
+    return to_candidates.sum(axis=1)
 
 
 def fit_predict_gmm(estimator, X, y=None, sample_weight=None):

@@ -486,18 +486,48 @@ def parameters_from_resp(data: EMData, resp, reg_covar):
         # depends on where that origin lies): (1 - sum_k r) (X X^T - x x^T)
         # for X = x + offset is what centring removed. Put back, so that a
         # random_state gives scikit-learn's fit here too.
-        off = data.offset.astype(np.float64)
-
         def rest_block(start, stop):
-            w = 1.0 if data.w is None else data.w[start:stop].astype(np.float64)
-            rest = w - resp[start:stop].sum(axis=1, dtype=np.float64)  # resp carries the weights
-            if not np.any(rest != 0):
-                return (np.zeros((data.n_features,) * 2),)
-            v = rest @ data.X[start:stop].astype(np.float64)
-            return (np.outer(v, off) + np.outer(off, v) + rest.sum() * np.outer(off, off),)
+            w = None if data.w is None else data.w[start:stop]
+            return (tied_rest_sums(data.X[start:stop], w, resp[start:stop]),)
 
-        cov = cov + _add_blocks(map_blocks(data, rest_block), 0) / nk.sum()
+        cov = cov + tied_rest_correction(_add_blocks(map_blocks(data, rest_block), 0), data.offset) / nk.sum()
     return nk / data.total_weight, means, cov
+
+
+def tied_rest_sums(Xc, w, resp):
+    """``(sum of rest, rest @ Xc)`` with ``rest = w - sum_k resp`` (``resp`` carrying the weights).
+
+    What :func:`tied_rest_correction` needs of a block of centred rows.
+    """
+    w = 1.0 if w is None else np.asarray(w, dtype=np.float64)
+    rest = w - resp.sum(axis=1, dtype=np.float64)
+    if not np.any(rest != 0):
+        return np.zeros(Xc.shape[1] + 1)
+    return np.concatenate([[rest.sum()], rest @ Xc.astype(np.float64)])
+
+
+def tied_rest_correction(sums, offset):
+    """scikit-learn's initial tied covariance counts rows whose responsibilities do not sum to
+    one around the origin of X: the term that centring on ``offset`` removed (times ``nk.sum()``)."""
+    off = np.asarray(offset, dtype=np.float64)
+    v = sums[1:]
+    return np.outer(v, off) + np.outer(off, v) + sums[0] * np.outer(off, off)
+
+
+def initial_params(data, init, weights, means, covariances, noise_floor=None):
+    """The initial :class:`Params`: the user's ``weights_init``, ``means_init`` and
+    ``precisions_init`` (in ``init``) in place of what the initialisation found."""
+    ct = data.covariance_type
+    if "weights" in init:
+        weights = init["weights"]
+    if "means" in init:
+        means = init["means"].astype(np.float64) - data.offset
+    if "precisions" in init:
+        pchol = precision_cholesky_from_precisions(init["precisions"].astype(np.float64), ct)
+        covariances = None
+    else:
+        pchol = precision_cholesky(covariances, ct, data.dtype, noise_floor)
+    return Params(weights, means, pchol, data, covariances=covariances)
 
 
 def em_step(data: EMData, params: Params, reg_covar):

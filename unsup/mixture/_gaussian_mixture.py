@@ -38,10 +38,9 @@ from unsup.mixture._em import (
     EMData,
     Params,
     em_step,
+    initial_params,
     log_prob_resp,
     parameters_from_resp,
-    precision_cholesky,
-    precision_cholesky_from_precisions,
     precisions_from_cholesky,
     weighted_log_prob_all,
 )
@@ -356,21 +355,13 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
 
     def _initial_params(self, data, X, sample_weight, random_state, init):
         """Initial parameters, as scikit-learn's ``_initialize_parameters`` then ``_initialize``."""
-        ct = self.covariance_type
-        covariances = None
+        weights = means = covariances = None  # all three given in init otherwise
         if len(init) < 3:
             resp = self._initial_resp(X, sample_weight, random_state)
             weights, means, covariances = parameters_from_resp(data, resp, self.reg_covar)
-        if "weights" in init:
-            weights = init["weights"]
-        if "means" in init:
-            means = init["means"].astype(np.float64) - data.offset
-        if "precisions" in init:
-            pchol = precision_cholesky_from_precisions(init["precisions"].astype(np.float64), ct)
-            covariances = None
-        else:
-            pchol = precision_cholesky(covariances, ct, data.dtype, data.noise_floor if self.reg_covar == 0 else None)
-        return Params(weights, means, pchol, data, covariances=covariances)
+        return initial_params(
+            data, init, weights, means, covariances, data.noise_floor if self.reg_covar == 0 else None
+        )
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None, sample_weight=None):
