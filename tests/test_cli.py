@@ -199,7 +199,9 @@ def test_detect_autoencoder_scores_equal_the_estimator(data):
     )
     table = np.loadtxt(folder / "scores.csv", delimiter=",", skiprows=1)
     assert (folder / "scores.csv").read_text().splitlines()[0] == "score,outlier"
-    ae = Autoencoder(2, hidden_layer_sizes=(64, 32), max_epochs=15, contamination=0.05, random_state=0).fit(X)
+    ae = Autoencoder(
+        2, hidden_layer_sizes=(64, 32), max_epochs=15, contamination=0.05, scale=True, trim_fraction=0.1, random_state=0
+    ).fit(X)
     np.testing.assert_allclose(table[:, 0], -ae.score_samples(X), rtol=1e-6)
     np.testing.assert_array_equal(table[:, 1], ae.predict(X) == -1)
     n_flagged = int(table[:, 1].sum())

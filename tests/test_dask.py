@@ -507,7 +507,7 @@ def test_neural_fit_streams_the_blocks(Estimator):
     rng = np.random.RandomState(1)
     Z = rng.randn(1200, 2)
     A = np.hstack([Z, Z @ rng.randn(2, 4)]) + 0.05 * rng.randn(1200, 6)
-    params = dict(hidden_layer_sizes=(16,), max_epochs=4, random_state=0)
+    params = dict(hidden_layer_sizes=(16,), max_epochs=4, scale=True, random_state=0)
     with dask.config.set(scheduler="threads"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         streamed = Estimator(2, **params).fit(_dask(A, (400, 6)))
@@ -520,6 +520,16 @@ def test_neural_fit_streams_the_blocks(Estimator):
     # The same model quality as the in-memory fit (the same epochs over the same rows).
     assert streamed.score(A) >= whole.score(A) - 0.5 * abs(whole.score(A))
     np.testing.assert_allclose(np.mean(streamed.predict(A) == -1), streamed.contamination, atol=0.01)
+
+
+def test_neural_fit_on_dask_centres_without_scaling():
+    """scale=False (the Autoencoder's default) centres on the whole array's mean, from the first pass."""
+    A = np.random.RandomState(2).randn(800, 5) * [1.0, 2.0, 3.0, 4.0, 5.0] + 7.0
+    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae = Autoencoder(2, hidden_layer_sizes=(8,), max_epochs=2, random_state=0).fit(_dask(A, (300, 5)))
+    np.testing.assert_allclose(ae.mean_, A.mean(axis=0), rtol=1e-12)
+    np.testing.assert_array_equal(ae.scale_, 1.0)
 
 
 # ------------------------------------------------------------ command line

@@ -1420,6 +1420,8 @@ def fit_neural(estimator, X, y=None):
         tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(summary.mean), 1.0)
         std[~(std > tiny)] = 1.0
         work.mean_, work.scale_ = summary.mean.copy(), std
+    else:
+        work.mean_ = summary.mean.copy()
     seed = int(torch.randint(0, np.iinfo(np.int32).max, (1,), generator=work._generator))
     fraction = work.validation_fraction if work.early_stopping else 0.0
     p = min(fraction, _MAX_VALIDATION_ROWS / n)

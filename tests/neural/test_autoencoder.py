@@ -31,7 +31,8 @@ X_LOW = rng.standard_normal((240, 3)) @ rng.standard_normal((3, 8)) + 0.05 * rng
 # A curve (1 degree of freedom) in 6 dimensions: PCA(1) cannot follow it.
 t = rng.uniform(-2, 2, 400)
 X_CURVE = np.column_stack([t, t**2, np.sin(2 * t), np.cos(t), t**3 / 4, np.tanh(t)]) + 0.01 * rng.standard_normal((400, 6))
-SMALL = dict(hidden_layer_sizes=(16,), max_epochs=30, random_state=0)
+# Standardised inputs (scale=True, not the default) and the default plain loss.
+SMALL = dict(hidden_layer_sizes=(16,), max_epochs=30, scale=True, random_state=0)
 
 
 def _fit(**params):
@@ -84,7 +85,7 @@ def test_inverse_transform_checks_the_code_width(fitted):
 
 def test_scale_false_uses_raw_units():
     ae = _fit(n_components=3, scale=False)
-    np.testing.assert_array_equal(ae.mean_, 0.0)
+    np.testing.assert_allclose(ae.mean_, X_LOW.mean(axis=0))  # centred only
     np.testing.assert_array_equal(ae.scale_, 1.0)
     err = np.mean((ae.reconstruct(X_LOW) - X_LOW) ** 2, axis=1)
     np.testing.assert_allclose(ae.reconstruction_error(X_LOW), err, rtol=1e-4, atol=1e-6)
@@ -105,8 +106,23 @@ def test_linear_autoencoder_reaches_pca():
     pca = PCA(2).fit(Xs)
     pca_err = np.mean((pca.inverse_transform(pca.transform(Xs)) - Xs) ** 2)
     ae = Autoencoder(2, hidden_layer_sizes=(), activation="identity", learning_rate=1e-2,
-                     max_epochs=300, n_iter_no_change=20, random_state=0).fit(X_LOW)
+                     max_epochs=300, n_iter_no_change=20, scale=True, random_state=0).fit(X_LOW)
     assert np.mean(ae.reconstruction_error(X_LOW)) <= 1.05 * pca_err
+
+
+def test_default_scaling_reaches_pca_in_the_units_of_x():
+    """scale=False (the default): the loss is PCA's, in X's own units, columns of unequal spread."""
+    X = X_LOW * np.array([0.2, 0.5, 1.0, 2.0, 4.0, 1.0, 0.3, 3.0]) + 5.0
+    pca = PCA(2).fit(X)
+    pca_err = np.mean((pca.inverse_transform(pca.transform(X)) - X) ** 2)
+    ae = Autoencoder(2, hidden_layer_sizes=(), activation="identity", learning_rate=1e-2,
+                     max_epochs=300, n_iter_no_change=20, random_state=0).fit(X)
+    assert np.mean((ae.reconstruct(X) - X) ** 2) <= 1.05 * pca_err
+    assert np.allclose(ae.reconstruction_error(X), np.mean((ae.reconstruct(X) - X) ** 2, axis=1), rtol=1e-4)
+    # standardised training optimises another loss: worse in X's units
+    scaled = Autoencoder(2, hidden_layer_sizes=(), activation="identity", learning_rate=1e-2,
+                         max_epochs=300, n_iter_no_change=20, scale=True, random_state=0).fit(X)
+    assert np.mean((scaled.reconstruct(X) - X) ** 2) > 1.2 * pca_err
 
 
 def test_nonlinear_beats_pca_on_a_curve():
@@ -199,7 +215,7 @@ def test_early_stopping_attributes():
 
 
 def test_partial_fit_continues_training():
-    ae = Autoencoder(3, hidden_layer_sizes=(16,), learning_rate=1e-2, random_state=0)
+    ae = Autoencoder(3, hidden_layer_sizes=(16,), learning_rate=1e-2, scale=True, random_state=0)
     ae.partial_fit(X_LOW)
     first = ae.reconstruction_error(X_LOW).mean()
     np.testing.assert_allclose(ae.mean_, X_LOW.mean(axis=0))

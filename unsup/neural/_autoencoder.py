@@ -12,10 +12,13 @@ __all__ = ["Autoencoder"]
 class Autoencoder(BaseNeuralEstimator):
     """Autoencoder: a scikit-learn transformer and outlier detector around a torch MLP.
 
-    The encoder maps the (standardised) ``n_features`` inputs through
-    ``hidden_layer_sizes`` to ``n_components`` numbers, the code; the decoder
-    mirrors it back. Training minimises the mean squared reconstruction error
-    with Adam. ``transform`` is the encoder, ``inverse_transform`` the decoder,
+    The encoder maps the ``n_features`` inputs (standardised first with
+    ``scale=True``) through ``hidden_layer_sizes`` to ``n_components``
+    numbers, the code; the decoder mirrors it back. Training minimises the
+    mean squared reconstruction error with Adam. The defaults are those of a
+    dimensionality reduction, PCA's job done nonlinearly: the error in the
+    units of ``X``, every row in the loss. For anomaly detection on tabular
+    data, :class:`AutoencoderEnsemble` is the recommended detector. ``transform`` is the encoder, ``inverse_transform`` the decoder,
     and rows that reconstruct badly are outliers: ``score_samples`` is minus
     the reconstruction error, ``predict`` gives +1 / -1 as scikit-learn's
     ``IsolationForest``.
@@ -35,7 +38,7 @@ class Autoencoder(BaseNeuralEstimator):
     ----------
     n_components : int, default=2
         Width of the code.
-    hidden_layer_sizes : int or tuple of int, default=(128, 64)
+    hidden_layer_sizes : int or tuple of int, default=(256, 128)
         Widths of the encoder's hidden layers; the decoder uses them in
         reverse. ``()`` gives a linear autoencoder.
     activation : str, default="relu"
@@ -73,17 +76,21 @@ class Autoencoder(BaseNeuralEstimator):
     contamination : float, default=0.1
         Expected fraction of outliers in the training data, in (0, 0.5]:
         ``offset_`` is the matching percentile of the training scores.
-    trim_fraction : float, default=0.1
+    trim_fraction : float, default=0.0
         Fraction of each batch's rows left out of the training loss: those
         it reconstructs worst (a trimmed mean, as least trimmed squares).
         Outliers in the training data then do not teach the network to
-        reconstruct them, which sharpens the anomaly scores, and rows with
-        extreme standardised values do not dominate the fit. ``0`` trains on
-        the plain mean. The validation loss of early stopping is not trimmed.
-    scale : bool, default=True
+        reconstruct them, which sharpens the anomaly scores (``0.1`` suits a
+        detector trained on contaminated data). ``0`` trains on the plain
+        mean, as a reduction should. The validation loss of early stopping is
+        not trimmed.
+    scale : bool, default=False
         Standardise the inputs with the training mean and standard deviation
-        (a constant column is only centred). The reconstruction error is then
-        measured in standardised units.
+        (a constant column is only centred); the reconstruction error is then
+        measured in standardised units. ``False``: the inputs are only
+        centred (as PCA centres them) and the error is in the units of ``X``, which is right when the columns share one unit
+        (pixels, embeddings, standardised features). Use ``True`` (or a
+        ``StandardScaler`` first) for tabular columns in different units.
     qat : dict or None, default=None
         Quantization-aware training, e.g. ``{"n_bits": 4, "latent": True,
         "weights": True}``: fake quantization with the straight-through
@@ -108,7 +115,7 @@ class Autoencoder(BaseNeuralEstimator):
     latent_quantizer_ : torch.nn.Module or None
         The fake quantizer of the code (``qat`` with ``latent``), else None.
     mean_ : ndarray of shape (n_features_in_,)
-        Training mean (zeros when ``scale=False``).
+        Training mean: the inputs are centred on it whatever ``scale`` says.
     scale_ : ndarray of shape (n_features_in_,)
         Training standard deviation, 1 for constant columns (ones when
         ``scale=False``).
@@ -159,7 +166,7 @@ class Autoencoder(BaseNeuralEstimator):
         self,
         n_components=2,
         *,
-        hidden_layer_sizes=(128, 64),
+        hidden_layer_sizes=(256, 128),
         activation="relu",
         kind="undercomplete",
         sparsity=1e-3,
@@ -174,8 +181,8 @@ class Autoencoder(BaseNeuralEstimator):
         validation_fraction=0.1,
         n_iter_no_change=10,
         contamination=0.1,
-        trim_fraction=0.1,
-        scale=True,
+        trim_fraction=0.0,
+        scale=False,
         qat=None,
         device="cpu",
         random_state=None,

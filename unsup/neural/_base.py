@@ -345,13 +345,13 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         self._generator, self._device_generator = make_generators(seed, self._device)
         n_features = X.shape[1]
         rows = self._device_rows(X)
+        mean, std = _column_stats(X) if rows is None else _column_stats_on_device(rows)
         if self.scale:
-            mean, std = _column_stats(X) if rows is None else _column_stats_on_device(rows)
             tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
             std[~(std > tiny)] = 1.0  # constant columns (or round-off) are not divided by ~0
             self.mean_, self.scale_ = mean, std
-        else:
-            self.mean_, self.scale_ = np.zeros(n_features), np.ones(n_features)
+        else:  # centred only, as PCA: the units of X, and a well-conditioned start
+            self.mean_, self.scale_ = mean, np.ones(n_features)
         common = dict(activation=self.activation, dropout=self.dropout, generator=self._generator, device=self._device)
         encoder = mlp([n_features, *self._hidden, self._encoder_width()], **common)
         decoder = mlp([self.n_components, *reversed(self._hidden), n_features], **common)
