@@ -1144,6 +1144,11 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
             report.append(
                 f"  {n_bits:>4}  {qe.compression_ratio_:5.1f}x  {codes_only:16.3f}  {rescored:19.3f}   {t_qe:.2f} s"
             )
+    report.append(
+        "  recall@10: the share of each image's 10 nearest neighbours (exact search of the float codes) "
+        "that the search finds; codes: scanning the codes alone; rescored: a longer candidate list from "
+        "the codes, reranked with float distances"
+    )
     qe8 = embeddings[8]
     Zq = qe8.inverse_transform(qe8.transform(Z))
 
@@ -1211,6 +1216,7 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
             y=y,
             agglomerative=fitted["AgglomerativeClustering (ward)"],
             divisive=fitted["DivisiveClustering (bisecting)"],
+            codes=Zq,
             scores=np.r_[normal_test, normal_shuffled],
             is_anomaly=is_anomaly,
             threshold=ae.offset_,
@@ -1222,52 +1228,94 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
     return results
 
 
-def save_demo_plots(output, *, Z, y, agglomerative, divisive, scores, is_anomaly, threshold, random_state):
+#: Points of the latent map: t-SNE stays a few seconds up to here (the digits' 1797 are all drawn).
+DEMO_TSNE_MAX = 2000
+
+
+def save_demo_plots(
+    output, *, Z, y, agglomerative, divisive, scores, is_anomaly, threshold, random_state, codes=None
+):
     """Save the demo's three figures into ``output``; return (paths, a line for the report).
 
-    ``scores`` are ``score_samples`` values (higher is more normal) and
-    ``threshold`` the detector's ``offset_``. Without matplotlib nothing is
+    The figures are :func:`demo_figures`'. Without matplotlib nothing is
     saved and the line says so.
     """
     try:
         # The package first: a submodule already imported would be found without it.
         import matplotlib  # noqa: F401
-
-        # Figure objects, not pyplot: no backend to choose, no window, no global state.
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401
     except ImportError:
         return [], "Plots: skipped, matplotlib is not installed (pip install matplotlib)"
 
-    from unsup.plotting import plot_dendrogram, plot_latent, plot_scores
-
+    figures = demo_figures(
+        Z=Z, y=y, agglomerative=agglomerative, divisive=divisive, scores=scores, is_anomaly=is_anomaly,
+        threshold=threshold, random_state=random_state, codes=codes,
+    )
     os.makedirs(output, exist_ok=True)
     paths = [os.path.join(output, name) for name in PLOT_FILES]
+    for fig, path in zip(figures, paths, strict=True):
+        fig.savefig(path, dpi=100)
+    return paths, f"Plots in {output}{os.sep}: " + ", ".join(PLOT_FILES)
 
-    fig = Figure(figsize=(7, 6), layout="constrained")
-    ax = fig.subplots()
-    plot_latent(Z, y, method="pca", random_state=random_state, ax=ax)
-    ax.set_title("Autoencoder latents of the digits (PCA of the 8-d code), by digit")
-    fig.savefig(paths[0], dpi=100)
 
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
-    plot_dendrogram(agglomerative, truncate_mode="lastp", p=20, leaf_rotation=90, leaf_font_size=8, ax=ax1)
+def demo_figures(*, Z, y, agglomerative, divisive, scores, is_anomaly, threshold, random_state, codes=None):
+    """The demo's three matplotlib Figures: the latent map, the two dendrograms, the anomaly scores.
+
+    ``Z`` are the latent codes (mapped to the plane by t-SNE when wider than
+    2, up to ``DEMO_TSNE_MAX`` points, else PCA), ``y`` the digits.
+    ``scores`` are ``score_samples`` values (higher is more normal) and
+    ``threshold`` the detector's ``offset_``. ``codes``, when given, are the
+    data ``divisive`` was fitted on: its tree is grown on to single samples
+    for the plot (the same clusters), so that its branches below the cut
+    show as the agglomerative ones do.
+    """
+    from matplotlib.figure import Figure  # Figure objects, not pyplot: no backend, no window, no global state
+    from sklearn.base import clone
+
+    from unsup.plotting import plot_dendrogram, plot_latent, plot_scores
+    from unsup.utils._threads import single_threaded
+
+    latent = Figure(figsize=(7, 6), layout="constrained")
+    ax = latent.subplots()
+    width = np.asarray(Z).shape[1]
+    # t-SNE keeps the neighbourhoods (the course's picture of a latent space); PCA beyond its reach.
+    method = "tsne" if width > 2 and len(Z) <= DEMO_TSNE_MAX else "pca"
+    # One OpenMP thread: t-SNE's gradient on a shared machine is several times slower with more.
+    with single_threaded("openmp"):
+        plot_latent(Z, y, method=method, random_state=random_state, ax=ax)
+    how = {"tsne": f"t-SNE of the {width}-d code", "pca": f"PCA of the {width}-d code"}[method]
+    ax.set_title(
+        f"Autoencoder latents of the digits ({how}), by digit" if width > 2
+        else "Autoencoder latents of the digits, by digit"
+    )
+
+    if codes is not None:
+        divisive = clone(divisive).set_params(compute_full_tree=True).fit(codes)
+    n_clusters = len(np.unique(agglomerative.labels_))
+    trees = Figure(figsize=(12, 5.6), layout="constrained")
+    ax1, ax2 = trees.subplots(1, 2)
+    plot_dendrogram(agglomerative, truncate_mode="lastp", p=30, leaf_rotation=90, leaf_font_size=8, ax=ax1)
     ax1.set_title("Agglomerative (ward) on the int8 codes")
-    ax1.set_ylabel("merge height (ward distance)")
-    # The divisive tree stops at its 10 clusters (their members join at height 0): show those 10 leaves.
-    plot_dendrogram(divisive, truncate_mode="lastp", p=10, leaf_rotation=90, leaf_font_size=8, ax=ax2)
+    ax1.set_ylabel("Ward merge height: sqrt(2 x rise in within-cluster SS)")
+    plot_dendrogram(divisive, truncate_mode="lastp", p=30, leaf_rotation=90, leaf_font_size=8, ax=ax2)
     ax2.set_title("Divisive (bisecting k-means) on the int8 codes")
-    ax2.set_ylabel("split height (inertia of the cluster split)")
-    fig.savefig(paths[1], dpi=100)
+    ax2.set_ylabel("split height: within-cluster SS of the cluster split")
+    trees.suptitle(
+        f"Dashed line: the cut into {n_clusters} clusters; the links below it are coloured by cluster. "
+        "(n) under a leaf: n images drawn as one leaf.\n"
+        "The heights differ in kind (SS: sum of squared distances to the cluster mean): Ward's is what one "
+        "merge adds to the SS,\nthe divisive one is all the SS of the cluster it splits. "
+        "Compare the shapes and the cuts, not the numbers.",
+        fontsize=9,
+    )
 
     # Log scale: the shuffled images' errors are 100x the digits', which would crush the digits into one bin.
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
+    anomalies = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = anomalies.subplots()
     plot_scores(-np.log10(-scores), is_anomaly, threshold=-np.log10(-threshold), bins=60, ax=ax)
     ax.set_title("Autoencoder: held-out digits and images with shuffled pixels")
     ax.set_xlabel("-log10 reconstruction error (higher is more normal)")
-    fig.savefig(paths[2], dpi=100)
-    return paths, f"Plots in {output}{os.sep}: " + ", ".join(PLOT_FILES)
+    return [latent, trees, anomalies]
 
 
 # ---------------------------------------------------------------------- main
