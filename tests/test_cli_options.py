@@ -152,6 +152,11 @@ def test_help_says_inapplicable_options_are_errors(capsys, monkeypatch, tmp_path
     assert result.returncode == 0
     assert "does not apply to the chosen algorithm" in text and "is an error (exit status 2)" in text
     assert "in different units or on very different scales" in text  # when to use --scale
+    # detect and compress need no --scale, and say why
+    detect = " ".join(run_main("detect", "--help", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch).stdout.split())
+    assert "Every model standardises the features itself" in detect and "--scale" not in detect
+    compress = " ".join(run_main("compress", "--help", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch).stdout.split())
+    assert "every feature gets its own range" in compress and "--scale" not in compress
 
 
 # ----------------------------------------------------------------- minkowski p
