@@ -3,7 +3,7 @@
 Subcommands::
 
     unsup demo     [-o OUTDIR]                        the main job on scikit-learn's digits
-    unsup cluster  DATA --n-clusters K [--algorithm A] [--metric M] [-o OUT]
+    unsup cluster  DATA --n-clusters K [--algorithm A] [--metric M [--p P]] [--scale] [-o OUT]
     unsup detect   DATA [--model {ensemble,autoencoder,vae}] [--contamination C] [-o OUT]
     unsup compress DATA [--n-bits {8,4,1}] [--scheme S] [-o OUT]
     unsup apply    MODEL DATA [-o OUT]                a model saved by --save-model MODEL
@@ -23,7 +23,11 @@ Design constraints:
   traceback. Every such check runs before any work starts (and before any
   progress line), so the one line is the whole of stderr. What an estimator
   refuses during its fit (scikit-learn's ``ValueError``) is reported the same
-  way, after the progress line of that step.
+  way, after the progress line of that step, and so is running out of
+  memory (the engine's own message when it has one).
+- An option given for an algorithm or setting it does not serve
+  (``--linkage`` with k-means, ``--observer`` at 1 bit, ...) is bad input
+  too: an option is never silently ignored (:func:`check_options`).
 - ``--random-state`` defaults to 0: the same command gives the same result.
 - matplotlib is imported only to save the demo's plots, drawn on
   ``matplotlib.figure.Figure`` objects (no pyplot, no window, no backend to
