@@ -12,13 +12,13 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
-from unsup import cli  # noqa: E402
-from unsup.cluster import AgglomerativeClustering, DivisiveClustering  # noqa: E402
+from unsup import cli
+from unsup.cluster import AgglomerativeClustering, DivisiveClustering
 
 
 @pytest.fixture(scope="module")
