@@ -4,7 +4,7 @@ Clusters a subset of scikit-learn's handwritten digits (the digits 0 to 4,
 100 images of 8 x 8 pixels each) bottom-up (ward, cosine average linkage)
 and top-down (bisecting k-means, DIANA in the cosine metric), prints each one's adjusted Rand index against
 the true digits, re-cuts the ward tree at other sizes without refitting,
-and saves the two kinds of dendrogram side by side.
+and saves the two kinds of dendrogram side by side, each with its cut drawn.
 
 Run: ``python examples/dendrograms.py [output.png]`` (default: a file in the
 system's temporary folder).
@@ -59,6 +59,9 @@ plot_dendrogram(ward, p=25, ax=axes[0], leaf_rotation=90)
 axes[0].set_title("agglomerative (ward): 5 clusters coloured")
 plot_dendrogram(diana, p=25, ax=axes[1], leaf_rotation=90)
 axes[1].set_title("divisive (DIANA, cosine): 5 clusters coloured")
+for ax in axes:  # each tree's cut: a dashed line halfway between its last merge kept and its first cut
+    (cut,) = [line for line in ax.lines if line.get_label().startswith("cut: ")]
+    print(f"{ax.get_title().split(':')[0]}: {cut.get_label()} at height {cut.get_ydata()[0]:.3f}")
 fig.tight_layout()
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(tempfile.gettempdir(), "unsup_dendrograms.png")
 fig.savefig(out, dpi=100)

@@ -33,8 +33,8 @@ from unsup.cluster import AgglomerativeClustering, DivisiveClustering, KMeans
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args, cwd):
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+def run_cli(*args, cwd, env=None):
+    env = {**os.environ, "MPLBACKEND": "Agg", **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "unsup", *map(str, args)],
         cwd=cwd,
@@ -524,8 +524,9 @@ def test_version_and_console_script(tmp_path, capsys, monkeypatch):
 def test_demo_report_and_plots(tmp_path):
     pytest.importorskip("matplotlib")
     out_dir = tmp_path / "demo-out"
-    result = ok(run_cli("demo", "-o", out_dir, cwd=tmp_path))  # not --quiet: warnings would show
-    # stderr holds the progress lines only: the main job runs clean, no warning of any kind
+    # Not --quiet, and every warning an error (PYTHONWARNINGS=error, as python -W error): the main job
+    # runs clean, no warning of any kind, and stderr holds the progress lines only.
+    result = ok(run_cli("demo", "-o", out_dir, cwd=tmp_path, env={"PYTHONWARNINGS": "error"}))
     assert "warning" not in result.stderr.lower(), result.stderr
     assert all(" ... " in line for line in result.stderr.splitlines()), result.stderr
     report = result.stdout
@@ -548,6 +549,8 @@ def test_demo_report_and_plots(tmp_path):
     assert [codes[b][0] for b in (8, 4, 1)] == [4.0, 8.0, 32.0]  # 8 float32 = 32 bytes -> 8, 4, 1 bytes
     assert codes[8][1] > codes[4][1] > codes[1][1]  # fewer bits, lower recall from the codes alone
     assert codes[8][1] > 0.8 and all(c[2] >= codes[b][1] for b, c in codes.items())  # rescoring only helps
+    explained = [ln for ln in lines if ln.startswith("  recall@10: ")]  # what the two columns measure
+    assert len(explained) == 1 and "codes: scanning the codes alone; rescored: " in explained[0], report
 
     scores = {}
     for name in (

@@ -559,6 +559,30 @@ def test_cli_reads_several_files_on_a_scheduler(cluster, tmp_path, capsys):
     assert "different numbers of columns" in capsys.readouterr().err
 
 
+def test_cli_scale_on_a_scheduler(cluster, tmp_path, capsys):
+    """--scale over several files: StandardScaler's arithmetic block by block, then the same KMeans."""
+    from sklearn.preprocessing import StandardScaler
+
+    from unsup.cli import main
+
+    lc, _ = cluster
+    wide = X * np.array([1.0, 1.0, 1.0, 1000.0])  # one feature in other units
+    files = []
+    for i in range(3):
+        files.append(str(tmp_path / f"part{i}.npy"))
+        np.save(files[-1], wide[i * 300 : (i + 1) * 300])
+    out = tmp_path / "scaled.npz"
+    assert main(["cluster", *files, "-k", "3", "--scale", "--scheduler", lc.scheduler_address, "-q", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "kmeans (euclidean, standardised): 900 samples -> 3 clusters" in printed and "hint:" not in printed
+    saved = np.load(out)
+    scaler = StandardScaler().fit(wide)
+    np.testing.assert_allclose(saved["scale_mean"], scaler.mean_, rtol=1e-12)
+    np.testing.assert_allclose(saved["scale_std"], scaler.scale_, rtol=1e-12)
+    ref = KMeans(3, init=saved["cluster_centers"], n_init=1).fit(scaler.transform(wide))
+    np.testing.assert_array_equal(saved["labels"], ref.labels_)  # a fixed point of the in-memory fit
+
+
 def test_blas_threads_are_restored_after_threaded_tasks():
     from threadpoolctl import threadpool_info
 

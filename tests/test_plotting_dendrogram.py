@@ -138,3 +138,63 @@ def test_orientations(orientation):
     np.testing.assert_allclose(limits, height)
     labels = ax.get_xticklabels() if orientation in ("top", "bottom") else ax.get_yticklabels()
     assert len(labels) == 10
+
+
+# ------------------------------------------------------------------- the cut
+
+
+def _cut_lines(ax):
+    return [line for line in ax.lines if line.get_label().startswith("cut: ")]
+
+
+@pytest.mark.parametrize("k", [2, 4, 7])
+def test_the_cut_is_drawn_between_the_kept_and_the_cut_merges(k):
+    """One dashed line at the fitted cut; the links below it carry k colours, one per cluster."""
+    est = AgglomerativeClustering(k, linkage="ward").fit(X)
+    Z = linkage(X, "ward")  # the oracle: scipy's heights
+    ax = plot_dendrogram(est, truncate_mode=None)
+    (line,) = _cut_lines(ax)
+    height = line.get_ydata()[0]
+    assert line.get_ydata()[1] == height and line.get_linestyle() == "--"
+    np.testing.assert_allclose(height, (Z[-k, 2] + Z[-k + 1, 2]) / 2)  # between the last merge kept and the first cut
+    assert line.get_label() == f"cut: {k} clusters"
+    assert ax.get_legend() is not None
+    # scipy's colours at that height: the same number, k, below the line
+    colours = {matplotlib.colors.to_hex(c.get_colors()[0]) for c in ax.collections}
+    expected = set(dendrogram(Z, color_threshold=height, no_plot=True)["color_list"]) - {"C0"}
+    assert len(colours - {matplotlib.colors.to_hex("C0")}) == len(expected) == k
+    # every link that crosses the line is drawn in the above-threshold colour
+    for collection in ax.collections:
+        colour = matplotlib.colors.to_hex(collection.get_colors()[0])
+        tops = [segment[1][1] for segment in collection.get_segments()]
+        assert (max(tops) > height) == (colour == matplotlib.colors.to_hex("C0"))
+
+
+def test_the_cut_of_a_divisive_tree_and_of_a_threshold():
+    est = DivisiveClustering(3, random_state=0, compute_full_tree=True).fit(X)
+    ax = plot_dendrogram(est, truncate_mode="lastp", p=12, orientation="right")
+    (line,) = _cut_lines(ax)
+    heights = np.sort(est.linkage_matrix_[:, 2])
+    np.testing.assert_allclose(line.get_xdata()[0], (heights[-3] + heights[-2]) / 2)  # a vertical line
+    Z = linkage(X, "average")
+    ax = plot_dendrogram(Z, color_threshold=2.5, ax=plt.figure().subplots())
+    (line,) = _cut_lines(ax)
+    assert line.get_ydata()[0] == 2.5
+    from scipy.cluster.hierarchy import fcluster
+
+    k = len(np.unique(fcluster(Z, 2.5 - 1e-12, criterion="distance")))
+    assert line.get_label() == f"cut: {k} clusters"
+    assert _cut_lines(plot_dendrogram(Z, ax=plt.figure().subplots())) == []  # a bare matrix: no cut
+    assert _cut_lines(plot_dendrogram(est, show_cut=False, ax=plt.figure().subplots())) == []
+
+
+def test_truncated_leaves_are_explained_on_the_leaf_axis():
+    est = AgglomerativeClustering(4).fit(X)
+    ax = plot_dendrogram(est, truncate_mode="lastp", p=10)
+    assert all(t.get_text().startswith("(") for t in ax.get_xticklabels())
+    assert ax.get_xlabel() == "(n): a branch of n samples drawn as one leaf"
+    ax = plot_dendrogram(est, truncate_mode="level", p=3, orientation="left", ax=plt.figure().subplots())
+    texts = [t.get_text() for t in ax.get_yticklabels()]
+    assert any(t.startswith("(") for t in texts) and not all(t.startswith("(") for t in texts)
+    assert ax.get_ylabel() == "(n): a branch of n samples drawn as one leaf; a number alone: a sample"
+    assert plot_dendrogram(est, truncate_mode=None, ax=plt.figure().subplots()).get_xlabel() == ""

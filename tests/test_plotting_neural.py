@@ -62,9 +62,20 @@ def test_one_d_codes_on_a_line():
     np.testing.assert_array_equal(ax.collections[0].get_offsets()[:, 1], 0.0)
 
 
+def test_tsne_gives_a_2d_scatter_of_every_point():
+    Z = rng.standard_normal((50, 8))
+    ax = plot_latent(Z, np.arange(50) % 4, method="tsne", random_state=0)
+    offsets = ax.collections[0].get_offsets()
+    assert offsets.shape == (50, 2) and np.all(np.isfinite(offsets))
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("t-SNE 1", "t-SNE 2")
+
+
 def test_plot_latent_errors():
     with pytest.raises(ValueError, match="method must be 'tsne' or 'pca'"):
         plot_latent(rng.standard_normal((10, 3)), method="umap")
+    for width in (1, 2):  # checked even where no mapping is needed
+        with pytest.raises(ValueError, match="method must be 'tsne' or 'pca'; got 'TSNE'"):
+            plot_latent(rng.standard_normal((10, width)), method="TSNE")
     with pytest.raises(ValueError, match="y has 3 entries for 10 points"):
         plot_latent(rng.standard_normal((10, 2)), y=[1, 2, 3])
 

@@ -123,7 +123,7 @@ def run(args, rep) -> None:
 
 
 def _cluster(args, rep, X):
-    from unsup.cli import InputError, _clusterer, _describe, write_output
+    from unsup.cli import InputError, _clusterer, _describe, _metric_name, dominance_hint, write_output
 
     if args.algorithm in ("agglomerative", "divisive"):
         raise InputError(
@@ -133,6 +133,12 @@ def _cluster(args, rep, X):
     if args.n_clusters > X.shape[0]:
         raise InputError(f"--n-clusters {args.n_clusters} is larger than the number of samples ({X.shape[0]})")
     model = _clusterer(args)
+    if args.scale:  # StandardScaler's arithmetic, lazily: mean and standard deviation in one pass
+        import dask
+
+        mean, std = dask.compute(X.mean(axis=0), X.std(axis=0))
+        std = np.where(std > 0, std, 1.0)
+        X = (X - mean) / std
     with rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters on Dask"):
         model.fit(X)
         labels = np.asarray(model.labels_.compute(), dtype=np.int64)
@@ -142,6 +148,8 @@ def _cluster(args, rep, X):
         npz["cluster_centers"] = np.asarray(centres)
         if args.algorithm == "gmm":
             npz["probabilities"] = model.predict_proba(X).compute()
+        if args.scale:
+            npz["scale_mean"], npz["scale_std"] = np.asarray(mean), np.asarray(std)
         write_output(args.output, csv_columns={"label": labels}, npy=labels, npz=npz)
     if args.output == "-":
         return
@@ -149,9 +157,12 @@ def _cluster(args, rep, X):
     rep.out(f"{_describe(args)}: {X.shape[0]} samples -> {len(np.unique(labels))} clusters")
     rep.out("cluster sizes: " + " ".join(str(int(s)) for s in sizes))
     if args.algorithm == "kmeans":
-        rep.out(f"inertia ({args.metric}): {model.inertia_:.6g}")
+        rep.out(f"inertia ({_metric_name(args)}): {model.inertia_:.6g}")
     else:
         rep.out(f"mean log-likelihood: {float(model.score(X).compute()):.6g}")
+    hint = dominance_hint(sizes, args.scale)
+    if hint is not None:
+        rep.out(hint)
     if args.output is not None:
         rep.out(f"wrote {args.output}")
 

@@ -3,7 +3,7 @@
 Subcommands::
 
     unsup demo     [-o OUTDIR]                        the main job on scikit-learn's digits
-    unsup cluster  DATA --n-clusters K [--algorithm A] [--metric M] [-o OUT]
+    unsup cluster  DATA --n-clusters K [--algorithm A] [--metric M [--p P]] [--scale] [-o OUT]
     unsup detect   DATA [--model {ensemble,autoencoder,vae}] [--contamination C] [-o OUT]
     unsup compress DATA [--n-bits {8,4,1}] [--scheme S] [-o OUT]
     unsup apply    MODEL DATA [-o OUT]                a model saved by --save-model MODEL
@@ -23,7 +23,11 @@ Design constraints:
   traceback. Every such check runs before any work starts (and before any
   progress line), so the one line is the whole of stderr. What an estimator
   refuses during its fit (scikit-learn's ``ValueError``) is reported the same
-  way, after the progress line of that step.
+  way, after the progress line of that step, and so is running out of
+  memory (the engine's own message when it has one).
+- An option given for an algorithm or setting it does not serve
+  (``--linkage`` with k-means, ``--observer`` at 1 bit, ...) is bad input
+  too: an option is never silently ignored (:func:`check_options`).
 - ``--random-state`` defaults to 0: the same command gives the same result.
 - matplotlib is imported only to save the demo's plots, drawn on
   ``matplotlib.figure.Figure`` objects (no pyplot, no window, no backend to
@@ -102,6 +106,16 @@ def _contamination(text):
     return value
 
 
+def _minkowski_p(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def _version():
     from unsup import __version__
 
@@ -166,8 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="cluster the rows of DATA",
         description="Cluster the rows of DATA and write one label per row.",
         epilog=(
+            "An option that does not apply to the chosen algorithm (--linkage without agglomerative, "
+            "--method without divisive, --covariance-type without gmm, --p without --metric minkowski) "
+            "is an error (exit status 2), never silently ignored. "
             "OUT: .csv has a 'label' column; .npy holds the labels (int64); .npz holds 'labels', "
-            "'cluster_centers' (kmeans, divisive; the means for gmm) and 'probabilities' (gmm). "
+            "'cluster_centers' (kmeans, divisive; the means for gmm; in standardised units with --scale, "
+            "with 'scale_mean' and 'scale_std' to map them back) and 'probabilities' (gmm). "
             "Without -o only the summary is printed."
         ),
     )
@@ -186,18 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"distance: {', '.join(METRIC_NAMES)} (default euclidean; gmm uses it in its k-means initialisation)",
     )
     cluster.add_argument(
+        "--p",
+        type=_minkowski_p,
+        default=None,
+        metavar="P",
+        help="the exponent p of --metric minkowski, > 0 (default 2; 1 is manhattan, inf is chebyshev)",
+    )
+    cluster.add_argument(
+        "--scale",
+        action="store_true",
+        help="standardise every feature (zero mean, unit variance; scikit-learn's StandardScaler) before "
+        "clustering: use it when the features are in different units or on very different scales, which "
+        "otherwise let the widest feature decide every distance",
+    )
+    cluster.add_argument(
         "--linkage",
         choices=LINKAGES,
         default=None,
         help="agglomerative only (default ward with the euclidean metric, average otherwise)",
     )
     cluster.add_argument(
-        "--method", choices=("bisecting", "diana"), default="bisecting", help="divisive only (default bisecting)"
+        "--method", choices=("bisecting", "diana"), default=None, help="divisive only (default bisecting)"
     )
     cluster.add_argument(
         "--covariance-type",
         choices=("full", "tied", "diag", "spherical"),
-        default="full",
+        default=None,
         help="gmm only (default full)",
     )
     cluster.add_argument(
@@ -211,7 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="flag anomalous rows of DATA with an autoencoder",
         description=(
             "Train an autoencoder on DATA and flag the rows it reconstructs worst: the 'contamination' "
-            "fraction of the rows with the highest anomaly scores."
+            "fraction of the rows with the highest anomaly scores. Every model standardises the features "
+            "itself (zero mean, unit variance, learnt on DATA), so features in different units need no "
+            "scaling first."
         ),
         epilog=(
             "The score is minus score_samples: the members' mean standardised reconstruction error "
@@ -257,7 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
         "compress",
         parents=[common, scaling],
         help="compress the rows of DATA to 8-, 4- or 1-bit codes",
-        description="Quantize the rows of DATA (vectors, embeddings) to integer codes and report the error.",
+        description=(
+            "Quantize the rows of DATA (vectors, embeddings) to integer codes and report the error. "
+            "With --granularity per_channel (the default) every feature gets its own range, so features "
+            "on different scales need no scaling first (the codes then decode to the original units)."
+        ),
         epilog=(
             "OUT: .csv has one integer code per feature (the input's header, if any); .npy holds the codes "
             "as stored (4-bit codes two a byte, 1-bit codes eight a byte); .npz holds those 'codes' with "
@@ -280,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="one range per feature or one for all (default per_channel)",
     )
     compress.add_argument(
-        "--observer", choices=OBSERVER_NAMES, default="minmax", help="how the ranges are chosen (default minmax)"
+        "--observer",
+        choices=OBSERVER_NAMES,
+        default=None,
+        help="how the 8- and 4-bit ranges are chosen (default minmax; an error with --n-bits 1, whose "
+        "codes are sign bits around a threshold)",
     )
     compress.add_argument("-o", "--output", metavar="OUT", help="write the codes to OUT (.csv, .npy, .npz, or -)")
     compress.set_defaults(run=_run_compress)
@@ -632,34 +674,111 @@ def _check_n_samples(path, X, needed, what):
         raise InputError(f"{path}: {what} needs at least {needed} samples, got {X.shape[0]}")
 
 
+#: Options that serve one algorithm (cluster) or some settings (compress): (option, attribute, applies, where, default).
+_SPECIFIC_OPTIONS = {
+    "cluster": (
+        ("--linkage", "linkage", lambda a: a.algorithm == "agglomerative", "--algorithm agglomerative", None),
+        ("--method", "method", lambda a: a.algorithm == "divisive", "--algorithm divisive", "bisecting"),
+        ("--covariance-type", "covariance_type", lambda a: a.algorithm == "gmm", "--algorithm gmm", "full"),
+        ("--p", "p", lambda a: a.metric == "minkowski", "--metric minkowski", None),
+    ),
+    "compress": (("--observer", "observer", lambda a: a.n_bits != 1, "--n-bits 8 or 4", "minmax"),),
+}
+
+
+def check_options(args) -> None:
+    """Refuse an option given for an algorithm or setting it does not apply to; fill in the defaults.
+
+    An option applies or it is an error (``InputError``: one line, exit 2),
+    the same for every such option: a silently ignored option hides a
+    mistake. "Given" means given on the command line: these options default
+    to None in the parser.
+    """
+    for option, attr, applies, where, default in _SPECIFIC_OPTIONS.get(args.command, ()):
+        if not hasattr(args, attr):
+            continue
+        value = getattr(args, attr)
+        if value is not None and not applies(args):
+            if attr == "p":
+                got = f"--metric {args.metric}"
+            else:
+                got = f"--algorithm {args.algorithm}" if args.command == "cluster" else f"--n-bits {args.n_bits}"
+            raise InputError(f"{option} applies to {where} only, got {got} (leave {option} out)")
+        if value is None:
+            setattr(args, attr, default)
+    if args.command == "cluster" and args.linkage is None:
+        args.linkage = "ward" if args.metric in ("euclidean", "l2") else "average"
+
+
+def _metric_params(args):
+    return {"p": args.p} if getattr(args, "p", None) is not None else None
+
+
 def _clusterer(args):
     """The estimator of ``unsup cluster`` (parameters checked against the data by the caller)."""
     from unsup.cluster import AgglomerativeClustering, DivisiveClustering, KMeans
     from unsup.mixture import GaussianMixture
 
-    rs = args.random_state
+    rs, mp = args.random_state, _metric_params(args)
     if args.algorithm == "kmeans":
-        return KMeans(n_clusters=args.n_clusters, metric=args.metric, random_state=rs)
+        return KMeans(n_clusters=args.n_clusters, metric=args.metric, metric_params=mp, random_state=rs)
     if args.algorithm == "agglomerative":
-        return AgglomerativeClustering(n_clusters=args.n_clusters, metric=args.metric, linkage=args.linkage)
+        return AgglomerativeClustering(
+            n_clusters=args.n_clusters, metric=args.metric, metric_params=mp, linkage=args.linkage
+        )
     if args.algorithm == "divisive":
-        return DivisiveClustering(n_clusters=args.n_clusters, method=args.method, metric=args.metric, random_state=rs)
+        return DivisiveClustering(
+            n_clusters=args.n_clusters, method=args.method, metric=args.metric, metric_params=mp, random_state=rs
+        )
     return GaussianMixture(
-        n_components=args.n_clusters, covariance_type=args.covariance_type, metric=args.metric, random_state=rs
+        n_components=args.n_clusters,
+        covariance_type=args.covariance_type,
+        metric=args.metric,
+        metric_params=mp,
+        random_state=rs,
     )
 
 
+def _metric_name(args):
+    return f"minkowski p={args.p:g}" if getattr(args, "p", None) is not None else args.metric
+
+
 def _describe(args):
+    metric = _metric_name(args)
+    scaled = ", standardised" if getattr(args, "scale", False) else ""
     if args.algorithm == "agglomerative":
-        return f"agglomerative ({args.linkage} linkage, {args.metric})"
+        return f"agglomerative ({args.linkage} linkage, {metric}{scaled})"
     if args.algorithm == "divisive":
-        return f"divisive ({args.method}, {args.metric})"
+        return f"divisive ({args.method}, {metric}{scaled})"
     if args.algorithm == "gmm":
-        return f"gmm ({args.covariance_type} covariance, {args.metric} k-means init)"
-    return f"kmeans ({args.metric})"
+        return f"gmm ({args.covariance_type} covariance, {metric} k-means init{scaled})"
+    return f"kmeans ({metric}{scaled})"
 
 
-def _silhouette(X, labels, metric, random_state):
+#: A cluster holding at least this fraction of the rows (with k >= 2) gets a hint in the report.
+DOMINANT_FRACTION = 0.9
+
+
+def dominance_hint(sizes, scaled: bool) -> str | None:
+    """A line for the report when one cluster holds almost every row (None otherwise).
+
+    Unscaled features are the usual cause: the feature with the widest range
+    decides every distance and a few extreme rows take the other clusters.
+    """
+    sizes = np.asarray(sizes)
+    n = int(sizes.sum())
+    if len(sizes) < 2 or n == 0 or sizes.max() < DOMINANT_FRACTION * n:
+        return None
+    share = f"hint: one cluster holds {100 * sizes.max() / n:.1f} % of the rows"
+    if scaled:
+        return f"{share}, even on standardised features: the other clusters may be outliers (try unsup detect)"
+    return (
+        f"{share}: features on very different scales let the widest one decide every distance; "
+        "try --scale to standardise them first"
+    )
+
+
+def _silhouette(X, labels, metric, random_state, metric_params=None):
     """Silhouette on at most 2000 rows, with unsup's metric; None when undefined."""
     from sklearn.metrics import silhouette_score
 
@@ -672,7 +791,7 @@ def _silhouette(X, labels, metric, random_state):
     idx = np.sort(rng.choice(X.shape[0], size=2000, replace=False)) if X.shape[0] > 2000 else np.arange(X.shape[0])
     if len(np.unique(labels[idx])) < 2 or len(np.unique(labels[idx])) > len(idx) - 1:
         return None
-    D = pairwise_distances(X[idx], metric=metric)
+    D = pairwise_distances(X[idx], metric=metric, **(metric_params or {}))
     np.fill_diagonal(D, 0.0)
     return float(silhouette_score(D, labels[idx], metric="precomputed"))
 
@@ -685,8 +804,6 @@ def _run_cluster(args, rep: Reporter) -> None:
         raise InputError(
             f"{args.data}: --n-clusters {args.n_clusters} is larger than the number of samples ({X.shape[0]})"
         )
-    if args.linkage is None:
-        args.linkage = "ward" if args.metric in ("euclidean", "l2") else "average"
     if (
         args.algorithm == "agglomerative"
         and args.linkage in EUCLIDEAN_LINKAGES
@@ -700,9 +817,21 @@ def _run_cluster(args, rep: Reporter) -> None:
         _check_n_samples(args.data, X, 2, "gmm")
     model = _clusterer(args)
     rep.info(f"{args.data}: {_shape(X)}")
+    scaler = None
+    if args.scale:
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(X)
+        X = scaler.transform(X)  # every figure below (inertia, silhouette, centres) is in these units
     with rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters"):
         labels = np.asarray(model.fit_predict(X), dtype=np.int64)
-    _cli_models.save_model(args, model, rep)
+    if scaler is not None:
+        from sklearn.pipeline import make_pipeline
+
+        # The saved model scales new data the same way ('unsup apply', 'unsup export').
+        _cli_models.save_model(args, make_pipeline(scaler, model), rep)
+    else:
+        _cli_models.save_model(args, model, rep)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     if args.output is not None:
         npz = {"labels": labels}
@@ -711,6 +840,8 @@ def _run_cluster(args, rep: Reporter) -> None:
             npz["cluster_centers"] = np.asarray(centres)
         if args.algorithm == "gmm":
             npz["probabilities"] = model.predict_proba(X)
+        if scaler is not None:
+            npz["scale_mean"], npz["scale_std"] = scaler.mean_, scaler.scale_
         write_output(args.output, csv_columns={"label": labels}, npy=labels, npz=npz)
     if args.output == "-":
         return
@@ -718,13 +849,17 @@ def _run_cluster(args, rep: Reporter) -> None:
         f"{_describe(args)}: {X.shape[0]} samples -> {len(np.unique(labels))} clusters",
         "cluster sizes: " + " ".join(str(int(s)) for s in sizes),
     ]
+    metric = _metric_name(args)
     if args.algorithm == "kmeans":
-        lines.append(f"inertia ({args.metric}): {model.inertia_:.6g}")
+        lines.append(f"inertia ({metric}): {model.inertia_:.6g}")
     if args.algorithm == "gmm":
         lines.append(f"mean log-likelihood: {model.score(X):.6g}, BIC: {model.bic(X):.6g}")
-    sil = _silhouette(X, labels, args.metric, args.random_state)
+    sil = _silhouette(X, labels, args.metric, args.random_state, _metric_params(args))
     if sil is not None:
-        lines.append(f"silhouette ({args.metric}{', 2000-row sample' if X.shape[0] > 2000 else ''}): {sil:.4f}")
+        lines.append(f"silhouette ({metric}{', 2000-row sample' if X.shape[0] > 2000 else ''}): {sil:.4f}")
+    hint = dominance_hint(sizes, args.scale)
+    if hint is not None:
+        lines.append(hint)
     if args.output is not None:
         lines.append(f"wrote {args.output}")
     for line in lines:
@@ -816,7 +951,8 @@ def _run_compress(args, rep: Reporter) -> None:
     )
     n, d = X.shape
     rep.info(f"{args.data}: {_shape(X)}")
-    with rep.step(f"calibrating {args.n_bits}-bit {args.scheme} codes ({args.granularity}, {args.observer})"):
+    settings = f"{args.granularity}, {args.observer}" if args.n_bits != 1 else f"{args.granularity}, sign bits"
+    with rep.step(f"calibrating {args.n_bits}-bit {args.scheme} codes ({settings})"):
         model.fit(X)
         codes = model.transform(X)
     _cli_models.save_model(args, model, rep)
@@ -847,7 +983,7 @@ def _run_compress(args, rep: Reporter) -> None:
         sqnr = f"{10 * np.log10(signal / noise):.2f} dB" if signal > 0 else "undefined (all values are 0)"
     rep.out(
         f"{_count(n, 'vector')} x {_count(d, 'feature')} -> {args.n_bits}-bit codes "
-        f"({args.scheme}, {args.granularity}, {args.observer})"
+        f"({args.scheme}, {settings})"
     )
     rep.out(
         f"size: {n * d * 4:,} bytes as float32 -> {codes.nbytes:,} bytes of codes "
@@ -1022,6 +1158,11 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
             report.append(
                 f"  {n_bits:>4}  {qe.compression_ratio_:5.1f}x  {codes_only:16.3f}  {rescored:19.3f}   {t_qe:.2f} s"
             )
+    report.append(
+        "  recall@10: the share of each image's 10 nearest neighbours (exact search of the float codes) "
+        "that the search finds; codes: scanning the codes alone; rescored: a longer candidate list from "
+        "the codes, reranked with float distances"
+    )
     qe8 = embeddings[8]
     Zq = qe8.inverse_transform(qe8.transform(Z))
 
@@ -1089,6 +1230,7 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
             y=y,
             agglomerative=fitted["AgglomerativeClustering (ward)"],
             divisive=fitted["DivisiveClustering (bisecting)"],
+            codes=Zq,
             scores=np.r_[normal_test, normal_shuffled],
             is_anomaly=is_anomaly,
             threshold=ae.offset_,
@@ -1100,52 +1242,94 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
     return results
 
 
-def save_demo_plots(output, *, Z, y, agglomerative, divisive, scores, is_anomaly, threshold, random_state):
+#: Points of the latent map: t-SNE stays a few seconds up to here (the digits' 1797 are all drawn).
+DEMO_TSNE_MAX = 2000
+
+
+def save_demo_plots(
+    output, *, Z, y, agglomerative, divisive, scores, is_anomaly, threshold, random_state, codes=None
+):
     """Save the demo's three figures into ``output``; return (paths, a line for the report).
 
-    ``scores`` are ``score_samples`` values (higher is more normal) and
-    ``threshold`` the detector's ``offset_``. Without matplotlib nothing is
+    The figures are :func:`demo_figures`'. Without matplotlib nothing is
     saved and the line says so.
     """
     try:
         # The package first: a submodule already imported would be found without it.
         import matplotlib  # noqa: F401
-
-        # Figure objects, not pyplot: no backend to choose, no window, no global state.
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401
     except ImportError:
         return [], "Plots: skipped, matplotlib is not installed (pip install matplotlib)"
 
-    from unsup.plotting import plot_dendrogram, plot_latent, plot_scores
-
+    figures = demo_figures(
+        Z=Z, y=y, agglomerative=agglomerative, divisive=divisive, scores=scores, is_anomaly=is_anomaly,
+        threshold=threshold, random_state=random_state, codes=codes,
+    )
     os.makedirs(output, exist_ok=True)
     paths = [os.path.join(output, name) for name in PLOT_FILES]
+    for fig, path in zip(figures, paths, strict=True):
+        fig.savefig(path, dpi=100)
+    return paths, f"Plots in {output}{os.sep}: " + ", ".join(PLOT_FILES)
 
-    fig = Figure(figsize=(7, 6), layout="constrained")
-    ax = fig.subplots()
-    plot_latent(Z, y, method="pca", random_state=random_state, ax=ax)
-    ax.set_title("Autoencoder latents of the digits (PCA of the 8-d code), by digit")
-    fig.savefig(paths[0], dpi=100)
 
-    fig = Figure(figsize=(12, 5), layout="constrained")
-    ax1, ax2 = fig.subplots(1, 2)
-    plot_dendrogram(agglomerative, truncate_mode="lastp", p=20, leaf_rotation=90, leaf_font_size=8, ax=ax1)
+def demo_figures(*, Z, y, agglomerative, divisive, scores, is_anomaly, threshold, random_state, codes=None):
+    """The demo's three matplotlib Figures: the latent map, the two dendrograms, the anomaly scores.
+
+    ``Z`` are the latent codes (mapped to the plane by t-SNE when wider than
+    2, up to ``DEMO_TSNE_MAX`` points, else PCA), ``y`` the digits.
+    ``scores`` are ``score_samples`` values (higher is more normal) and
+    ``threshold`` the detector's ``offset_``. ``codes``, when given, are the
+    data ``divisive`` was fitted on: its tree is grown on to single samples
+    for the plot (the same clusters), so that its branches below the cut
+    show as the agglomerative ones do.
+    """
+    from matplotlib.figure import Figure  # Figure objects, not pyplot: no backend, no window, no global state
+    from sklearn.base import clone
+
+    from unsup.plotting import plot_dendrogram, plot_latent, plot_scores
+    from unsup.utils._threads import single_threaded
+
+    latent = Figure(figsize=(7, 6), layout="constrained")
+    ax = latent.subplots()
+    width = np.asarray(Z).shape[1]
+    # t-SNE keeps the neighbourhoods (the course's picture of a latent space); PCA beyond its reach.
+    method = "tsne" if width > 2 and len(Z) <= DEMO_TSNE_MAX else "pca"
+    # One OpenMP thread: t-SNE's gradient on a shared machine is several times slower with more.
+    with single_threaded("openmp"):
+        plot_latent(Z, y, method=method, random_state=random_state, ax=ax)
+    how = {"tsne": f"t-SNE of the {width}-d code", "pca": f"PCA of the {width}-d code"}[method]
+    ax.set_title(
+        f"Autoencoder latents of the digits ({how}), by digit" if width > 2
+        else "Autoencoder latents of the digits, by digit"
+    )
+
+    if codes is not None:
+        divisive = clone(divisive).set_params(compute_full_tree=True).fit(codes)
+    n_clusters = len(np.unique(agglomerative.labels_))
+    trees = Figure(figsize=(12, 5.6), layout="constrained")
+    ax1, ax2 = trees.subplots(1, 2)
+    plot_dendrogram(agglomerative, truncate_mode="lastp", p=30, leaf_rotation=90, leaf_font_size=8, ax=ax1)
     ax1.set_title("Agglomerative (ward) on the int8 codes")
-    ax1.set_ylabel("merge height (ward distance)")
-    # The divisive tree stops at its 10 clusters (their members join at height 0): show those 10 leaves.
-    plot_dendrogram(divisive, truncate_mode="lastp", p=10, leaf_rotation=90, leaf_font_size=8, ax=ax2)
+    ax1.set_ylabel("Ward merge height: sqrt(2 x rise in within-cluster SS)")
+    plot_dendrogram(divisive, truncate_mode="lastp", p=30, leaf_rotation=90, leaf_font_size=8, ax=ax2)
     ax2.set_title("Divisive (bisecting k-means) on the int8 codes")
-    ax2.set_ylabel("split height (inertia of the cluster split)")
-    fig.savefig(paths[1], dpi=100)
+    ax2.set_ylabel("split height: within-cluster SS of the cluster split")
+    trees.suptitle(
+        f"Dashed line: the cut into {n_clusters} clusters; the links below it are coloured by cluster. "
+        "(n) under a leaf: n images drawn as one leaf.\n"
+        "The heights differ in kind (SS: sum of squared distances to the cluster mean): Ward's is what one "
+        "merge adds to the SS,\nthe divisive one is all the SS of the cluster it splits. "
+        "Compare the shapes and the cuts, not the numbers.",
+        fontsize=9,
+    )
 
     # Log scale: the shuffled images' errors are 100x the digits', which would crush the digits into one bin.
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
-    ax = fig.subplots()
+    anomalies = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = anomalies.subplots()
     plot_scores(-np.log10(-scores), is_anomaly, threshold=-np.log10(-threshold), bins=60, ax=ax)
     ax.set_title("Autoencoder: held-out digits and images with shuffled pixels")
     ax.set_xlabel("-log10 reconstruction error (higher is more normal)")
-    fig.savefig(paths[2], dpi=100)
-    return paths, f"Plots in {output}{os.sep}: " + ", ".join(PLOT_FILES)
+    return [latent, trees, anomalies]
 
 
 # ---------------------------------------------------------------------- main
@@ -1160,6 +1344,35 @@ def _runner(args):
             return _dask_cli.run
         args.data = args.data[0]
     return args.run
+
+
+#: Words of the engines' MemoryError messages that already give the way out.
+_ENGINE_REMEDIES = ("Use ", "pip install", "memory_budget")
+
+
+def _is_torch_oom(exc: BaseException) -> bool:
+    """Whether a RuntimeError is torch failing to allocate memory (its CPU allocator raises RuntimeError)."""
+    text = str(exc)
+    return type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in text or "out of memory" in text
+
+
+def _memory_message(args, exc: BaseException) -> str:
+    """The one line of an out-of-memory error: the data, and the engine's own message when it has one.
+
+    The engines' messages (AgglomerativeClustering, DivisiveClustering) say
+    what was needed and the way out; numpy's say how much it tried to allocate.
+    """
+    where = getattr(args, "data", None)
+    prefix = f"{where}: " if isinstance(where, str) else ""
+    advice = "the data or the model is too large for this machine; try fewer rows, a smaller model or a float32 .npy"
+    text = " ".join(str(exc).split())
+    if not text:
+        return f"{prefix}out of memory ({advice})"
+    if isinstance(exc, MemoryError) and any(way in text for way in _ENGINE_REMEDIES):
+        if "method='bisecting'" in text:
+            text += " On the command line: --method bisecting."
+        return f"{prefix}out of memory: {text}"
+    return f"{prefix}out of memory: {text} ({advice})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1201,6 +1414,7 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.simplefilter("ignore")
             else:
                 warnings.showwarning = rep.warning
+            check_options(args)
             _runner(args)(args, rep)
     except InputError as exc:
         rep._close("failed")
@@ -1213,15 +1427,12 @@ def main(argv: list[str] | None = None) -> int:
         prefix = f"{where}: " if where else ""
         print(f"{command}: error: {prefix}{' '.join(str(exc).split())}", file=sys.stderr, flush=True)
         return EXIT_USAGE
-    except MemoryError:
+    except (MemoryError, RuntimeError) as exc:
+        # Out of memory, from numpy, an engine's own check or torch's CPU allocator (a RuntimeError).
+        if not isinstance(exc, MemoryError) and not _is_torch_oom(exc):
+            raise
         rep._close("failed")
-        where = getattr(args, "data", None)
-        prefix = f"{where}: " if isinstance(where, str) else ""
-        print(
-            f"{command}: error: {prefix}out of memory (the data or the model is too large for this machine; "
-            "try fewer rows, a smaller model or a float32 .npy)",
-            file=sys.stderr, flush=True,
-        )
+        print(f"{command}: error: {_memory_message(args, exc)}", file=sys.stderr, flush=True)
         return EXIT_USAGE
     except BrokenPipeError:
         # The reader of stdout went away (| head): not an error of ours.

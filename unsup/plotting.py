@@ -32,6 +32,8 @@ def _codes_2d(Z, method, random_state):
     """2-d coordinates for codes ``Z``: themselves when 2-d, else t-SNE or PCA of them."""
     import numpy as np
 
+    if not (isinstance(method, str) and method in ("tsne", "pca")):
+        raise ValueError(f"method must be 'tsne' or 'pca'; got {method!r}.")
     Z = np.asarray(Z, dtype=float)
     if Z.ndim != 2 or Z.shape[0] == 0:
         raise ValueError(f"plot_latent needs a 2-d array of codes with at least one row; got shape {Z.shape}.")
@@ -49,7 +51,6 @@ def _codes_2d(Z, method, random_state):
         perplexity = min(30.0, max(1.0, (len(Z) - 1) / 3.0))
         emb = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=random_state).fit_transform(Z)
         return emb, ("t-SNE 1", "t-SNE 2")
-    raise ValueError(f"method must be 'tsne' or 'pca'; got {method!r}.")
 
 
 def plot_latent(X, y=None, *, estimator=None, method="tsne", random_state=None, ax=None, colorbar=True, **scatter_kwargs):
@@ -70,7 +71,10 @@ def plot_latent(X, y=None, *, estimator=None, method="tsne", random_state=None, 
     estimator : fitted transformer, default=None
         E.g. a fitted :class:`~unsup.neural.Autoencoder`.
     method : {"tsne", "pca"}, default="tsne"
-        How codes wider than 2 are mapped to the plane.
+        How codes wider than 2 are mapped to the plane:
+        ``sklearn.manifold.TSNE`` (perplexity ``min(30, (n - 1) / 3)``,
+        PCA initialisation; seconds for a few thousand points) or
+        ``sklearn.decomposition.PCA``. Checked whatever the width.
     random_state : int, RandomState instance or None, default=None
         Seeds t-SNE.
     ax : matplotlib Axes, default=None
@@ -214,6 +218,7 @@ def plot_dendrogram(
     leaf_rotation=None,
     leaf_font_size=None,
     above_threshold_color="C0",
+    show_cut=True,
     ax=None,
     **line_kwargs,
 ):
@@ -243,7 +248,9 @@ def plot_dendrogram(
     color_threshold : float, default=None
         Links below it are coloured by cluster. None: for an estimator, the
         height that separates its fitted clusters (each gets a colour); for
-        a matrix, scipy's default ``0.7 * max height``.
+        a matrix, scipy's default ``0.7 * max height``. A cluster that is a
+        single leaf of a truncated tree has no link below the cut, so no
+        colour of its own.
     orientation : {"top", "bottom", "left", "right"}, default="top"
         Where the root is.
     labels : sequence of str, default=None
@@ -258,6 +265,12 @@ def plot_dendrogram(
         Rotation and size of the leaf labels.
     above_threshold_color : str, default="C0"
         Colour of the links above ``color_threshold``.
+    show_cut : bool, default=True
+        Draw the cut as a dashed black line labelled with its number of
+        clusters: for an estimator, halfway between the height of the last
+        merge its clusters keep and the first one they cut; for a given
+        ``color_threshold``, at it. No line for a bare matrix without
+        ``color_threshold``.
     ax : matplotlib Axes, default=None
         Where to draw; a new figure's axes when None.
     **line_kwargs
@@ -266,6 +279,8 @@ def plot_dendrogram(
     Returns
     -------
     ax : matplotlib Axes
+        Truncated leaves are labelled ``(n)``, the number of samples under
+        them, and the leaf axis says so.
 
     Examples
     --------
@@ -278,6 +293,8 @@ def plot_dendrogram(
     >>> ax = plot_dendrogram(AgglomerativeClustering(n_clusters=3).fit(X), p=10)
     >>> len(ax.get_xticklabels())
     10
+    >>> ax.lines[0].get_label()  # the cut
+    'cut: 3 clusters'
     """
     import numpy as np
     from matplotlib.collections import LineCollection
@@ -294,6 +311,7 @@ def plot_dendrogram(
         raise ValueError(f"labels has {len(labels)} entries for a tree of {n} samples.")
     if truncate_mode == "auto":
         truncate_mode = "lastp" if n > p else None
+    cut = _cut_height(Z, color_threshold, n_clusters) if show_cut else None
     if color_threshold is None and n_clusters is not None:
         color_threshold = fitted_color_threshold(Z, n_clusters)
     layout = dendrogram_layout(
@@ -335,7 +353,35 @@ def plot_dendrogram(
         if show:
             ax.set_yticklabels(layout["ivl"], rotation=leaf_rotation, fontsize=leaf_font_size)
         ax.set_xlabel("height")
+    counts = [label.startswith("(") for label in layout["ivl"]] if show and show_leaf_counts else []
+    if any(counts):
+        what = "(n): a branch of n samples drawn as one leaf"
+        (ax.set_xlabel if vertical else ax.set_ylabel)(what + ("" if all(counts) else "; a number alone: a sample"))
+    if cut is not None:
+        height, k = cut
+        draw = ax.axhline if vertical else ax.axvline
+        draw(height, color="k", linestyle="--", linewidth=1, label=f"cut: {k} cluster{'' if k == 1 else 's'}")
+        ax.legend(loc="upper right", fontsize="small")
     return ax
+
+
+def _cut_height(Z, color_threshold, n_clusters):
+    """(height, clusters) of the line that shows the cut, or None.
+
+    A given ``color_threshold`` is the cut (the merges strictly below it are
+    made, as for the colours); an estimator's ``n_clusters`` cut lies halfway
+    between its last merge kept and its first merge cut.
+    """
+    import numpy as np
+
+    heights = Z[:, 2]
+    n = len(heights) + 1
+    if color_threshold is not None:
+        return float(color_threshold), int(n - np.sum(heights < color_threshold))
+    if n_clusters is None or not 2 <= n_clusters <= n - 1:
+        return None
+    kept = float(heights[n - n_clusters - 1]) if n - n_clusters - 1 >= 0 else 0.0
+    return (kept + float(heights[n - n_clusters])) / 2.0, int(n_clusters)
 
 
 __all__: list[str] = ["plot_dendrogram", "plot_latent", "plot_scores"]

@@ -222,11 +222,30 @@ def test_pickle_round_trip():
         np.testing.assert_array_equal(a, b)
 
 
-def test_set_output_pandas_names_the_code_columns():
-    pytest.importorskip("pandas")
-    qe = QuantizedEmbedding(n_bits=4).set_output(transform="pandas").fit(Z)
+@pytest.mark.parametrize(
+    "n_bits, output, names",
+    [
+        (8, "codes", [f"quantizedembedding{i}" for i in range(12)]),  # one code per dimension
+        (4, "codes", [f"quantizedembedding_packed_byte{i}" for i in range(6)]),  # two codes a byte
+        (1, "codes", ["quantizedembedding_packed_byte0", "quantizedembedding_packed_byte1"]),  # eight a byte
+        (4, "dequantized", [f"quantizedembedding{i}" for i in range(12)]),  # the dimensions again
+    ],
+)
+def test_set_output_pandas_names_the_code_columns(n_bits, output, names):
+    """Packed codes are bytes, not latent dimensions: the pandas columns say so; values are unchanged."""
+    pd = pytest.importorskip("pandas")
+    qe = QuantizedEmbedding(n_bits=n_bits, output=output).set_output(transform="pandas").fit(Z)
     out = qe.transform(Z)
-    assert list(out.columns) == [f"quantizedembedding{i}" for i in range(6)]
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == names
+    assert list(qe.get_feature_names_out()) == names
+    plain = clone(qe).set_output(transform="default").fit(Z)
+    np.testing.assert_array_equal(out.to_numpy(), plain.transform(Z))
+    if output == "codes":  # the DataFrame decodes as the array does
+        np.testing.assert_array_equal(qe.inverse_transform(out), plain.inverse_transform(plain.transform(Z)))
+    with pytest.raises(ValueError, match="input_features is not equal to feature_names_in_"):
+        QuantizedEmbedding(n_bits=n_bits).fit(pd.DataFrame(Z, columns=[f"f{i}" for i in range(12)])).get_feature_names_out(
+            ["wrong"] * 12
+        )
 
 
 # ------------------------------------------------------------------ search

@@ -374,6 +374,42 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             codes = codes.astype(np.uint8)
         return codes
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the columns of :meth:`transform`'s output (and of ``set_output`` DataFrames).
+
+        ``quantizedembedding0``, ``quantizedembedding1``, ... for one column
+        per latent dimension (8-bit codes, or ``output="dequantized"``). At 4
+        and 1 bit a column is a packed byte, not a dimension: byte ``i`` holds
+        the codes of dimensions ``2i`` and ``2i + 1`` (4 bits, low nibble
+        first) or ``8i`` to ``8i + 7`` (1 bit, lowest bit first), and the
+        columns are named ``quantizedembedding_packed_byte0``, ... .
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Checked against ``feature_names_in_`` when given; the output
+            names do not depend on it.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from unsup.quantization import QuantizedEmbedding
+        >>> Z = np.random.default_rng(0).normal(size=(20, 6))
+        >>> QuantizedEmbedding(n_bits=4).fit(Z).get_feature_names_out().tolist()
+        ['quantizedembedding_packed_byte0', 'quantizedembedding_packed_byte1', 'quantizedembedding_packed_byte2']
+        >>> QuantizedEmbedding(n_bits=8).fit(Z).get_feature_names_out()[:2].tolist()
+        ['quantizedembedding0', 'quantizedembedding1']
+        """
+        names = super().get_feature_names_out(input_features)
+        if self.output == "codes" and self.n_bits != 8:
+            prefix = type(self).__name__.lower()
+            names = np.asarray([f"{prefix}_packed_byte{i}" for i in range(len(names))], dtype=object)
+        return names
+
     # -------------------------------------------------------------- methods
     def transform(self, X):
         """Codes of the latent vectors of ``X`` (or their dequantised values).
