@@ -41,7 +41,6 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from unsup import _cli_models
 
@@ -110,8 +109,7 @@ def _version():
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``unsup`` argument parser (one subparser per command)."""
-    from unsup.metrics import METRIC_NAMES
-    from unsup.quantization import OBSERVER_NAMES
+    from unsup._cli_names import METRIC_NAMES, OBSERVER_NAMES  # not the registries: --help imports no estimator
 
     common = _Parser(add_help=False)
     common.add_argument(
@@ -976,6 +974,8 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
     with rep.step(f"training the autoencoder {arch} on {len(train)} images") as note:
         # The epoch budget is the demo's own choice, not the user's: reaching it
         # is reported in the figures below, not as a ConvergenceWarning.
+        from sklearn.exceptions import ConvergenceWarning
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=ConvergenceWarning, message=".*max_epochs.*")
             _, t_ae = _timed(ae.fit, X[train])
