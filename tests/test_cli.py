@@ -525,7 +525,8 @@ def test_demo_report_and_plots(tmp_path):
     result = ok(run_cli("demo", "-o", out_dir, cwd=tmp_path))  # not --quiet: warnings would show
     # stderr holds the progress lines only: the main job runs clean, no warning of any kind
     assert "warning" not in result.stderr.lower(), result.stderr
-    assert all(" ... " in line for line in result.stderr.splitlines()), result.stderr
+    progress = re.compile(r" \.\.\. |^  Autoencoder: epoch \d+/100: ")  # the steps, and the training's epochs
+    assert all(progress.search(line) for line in result.stderr.splitlines()), result.stderr
     report = result.stdout
     lines = report.splitlines()
     assert (

@@ -42,7 +42,7 @@ import warnings
 
 import numpy as np
 
-from unsup import _cli_models
+from unsup import _cli_models, _cli_progress
 
 __all__ = ["main"]
 
@@ -693,7 +693,8 @@ def _run_cluster(args, rep: Reporter) -> None:
     model = _clusterer(args)
     rep.info(f"{args.data}: {_shape(X)}")
     with rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters"):
-        labels = np.asarray(model.fit_predict(X), dtype=np.int64)
+        with _cli_progress.engine_lines(rep, model, X.shape[0]):
+            labels = np.asarray(model.fit_predict(X), dtype=np.int64)
     _cli_models.save_model(args, model, rep)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     if args.output is not None:
@@ -759,7 +760,8 @@ def _run_detect(args, rep: Reporter) -> None:
         )
         description = f"training {name} ({X.shape[1]} -> 64 -> 32 -> {n_components}, up to {max_epochs} epochs)"
     with rep.step(description) as note:
-        model.fit(X)
+        with _cli_progress.epochs(rep):
+            model.fit(X)
         note["text"] = f"{model.n_iter_} epochs"
     _cli_models.save_model(args, model, rep)
     scores = -model.score_samples(X)  # higher = more anomalous
@@ -978,7 +980,8 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=ConvergenceWarning, message=".*max_epochs.*")
-            _, t_ae = _timed(ae.fit, X[train])
+            with _cli_progress.epochs(rep):
+                _, t_ae = _timed(ae.fit, X[train])
         note["text"] = f"{ae.n_iter_} epochs"
     pca, t_pca = _timed(PCA(n_components=DEMO_COMPONENTS, random_state=random_state).fit, X[train])
     mse_ae = float(np.mean((ae.reconstruct(X[test]) - X[test]) ** 2))

@@ -405,8 +405,9 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         self.best_loss_ = float(min(self.best_loss_, result.best_loss))
         self.n_iter_ += result.n_epochs
         if warn and self.early_stopping and not result.converged:
-            # stacklevel 4: _train <- fit <- scikit-learn's _fit_context wrapper <- the user's call
-            warn_max_epochs_reached(type(self).__name__, max_epochs, stacklevel=4)
+            # stacklevel 5: _train <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
+            # wrapper <- the user's call
+            warn_max_epochs_reached(type(self).__name__, max_epochs, stacklevel=5)
         return result
 
     def _finish(self, xs, *, check_divergence=False):
