@@ -80,13 +80,13 @@ def test_a_terminal_gets_one_redrawn_bar(folder):
     err = b"".join(chunks).decode()
     assert proc.returncode == 0
     assert re.search(r"\r  \[#{20}\] epoch 5/5, loss [-+.e\d]+, ETA 0\.0 s", err), repr(err)
-    assert not re.search(r"^  Autoencoder: epoch", err, re.M)  # the bar, not the plain lines
+    assert not re.search(r"^  Autoencoder: epoch", err, re.MULTILINE)  # the bar, not the plain lines
     assert proc.stdout.startswith("Autoencoder: ")
 
 
 def test_k_medoids_shows_its_iterations_on_stderr(capsys, monkeypatch, folder):
     out = run(capsys, monkeypatch, folder, "cluster", "rows.csv", "--n-clusters", "3", "--metric", "chebyshev")
-    assert re.search(r"^Iteration \d+, inertia ", out.err, re.M), out.err
+    assert re.search(r"^Iteration \d+, inertia ", out.err, re.MULTILINE), out.err
     assert "Iteration" not in out.out
     out = run(capsys, monkeypatch, folder, "cluster", "rows.csv", "--n-clusters", "3")  # Lloyd: fast, no lines
     assert "Iteration" not in out.err
@@ -99,5 +99,5 @@ def test_a_large_hierarchical_clustering_shows_its_engine_lines(algorithm, capsy
     monkeypatch.setattr(_cli_progress, "LARGE", 300)  # this file counts as large
     out = run(capsys, monkeypatch, folder, "cluster", "rows.csv", "--n-clusters", "3", "--algorithm", algorithm)
     name = "AgglomerativeClustering" if algorithm == "agglomerative" else "DivisiveClustering"
-    assert re.search(rf"^\[{name}\] .* \d+\.\d+ s", out.err, re.M), out.err
+    assert re.search(rf"^\[{name}\] .* \d+\.\d+ s", out.err, re.MULTILINE), out.err
     assert f"[{name}]" not in out.out

@@ -46,7 +46,12 @@ def test_a_neural_estimator_imports_torch_when_asked_for():
 
 
 def test_lazy_names_are_the_subpackages_objects():
-    from unsup.neural import VAE, Autoencoder, AutoencoderEnsemble, VariationalAutoencoder
+    from unsup.neural import (
+        VAE,
+        Autoencoder,
+        AutoencoderEnsemble,
+        VariationalAutoencoder,
+    )
 
     assert unsup.Autoencoder is Autoencoder
     assert unsup.AutoencoderEnsemble is AutoencoderEnsemble

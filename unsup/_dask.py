@@ -1212,7 +1212,8 @@ def fit_neural(estimator, X, y=None):
     import torch
     from sklearn.base import clone
 
-    from unsup.neural._training import TOL, EpochProgress, _mean_eval_loss, train, warn_max_epochs_reached
+    from unsup.neural._training import TOL, EpochProgress, _mean_eval_loss, train
+    from unsup.neural._training import warn_max_epochs_reached as warn_max_epochs
 
     estimator._validate_params()
     A, _, blocks, summary, names = _prepare_fit(estimator, X, None, min_samples=2)
@@ -1283,7 +1284,7 @@ def fit_neural(estimator, X, y=None):
     work.loss_curve_, work.validation_scores_ = loss_curve, val_scores
     work.best_loss_, work.n_iter_ = float(best), len(loss_curve)
     if not converged and work.early_stopping:
-        warn_max_epochs_reached(type(work).__name__, work.max_epochs, stacklevel=3)
+        warn_max_epochs(type(work).__name__, work.max_epochs, stacklevel=3)
     _set_features(work, d, names)
     work.offset_ = 0.0  # score_samples does not read it; set from the scores next
     scores = np.asarray(_lazy_map(work, "score_samples", A, names).compute())

@@ -109,7 +109,8 @@ def _version():
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``unsup`` argument parser (one subparser per command)."""
-    from unsup._cli_names import METRIC_NAMES, OBSERVER_NAMES  # not the registries: --help imports no estimator
+    # not the registries: --help imports no estimator
+    from unsup._cli_names import METRIC_NAMES, OBSERVER_NAMES
 
     common = _Parser(add_help=False)
     common.add_argument(
@@ -692,9 +693,9 @@ def _run_cluster(args, rep: Reporter) -> None:
         _check_n_samples(args.data, X, 2, "gmm")
     model = _clusterer(args)
     rep.info(f"{args.data}: {_shape(X)}")
-    with rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters"):
-        with _cli_progress.engine_lines(rep, model, X.shape[0]):
-            labels = np.asarray(model.fit_predict(X), dtype=np.int64)
+    step = rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters")
+    with step, _cli_progress.engine_lines(rep, model, X.shape[0]):
+        labels = np.asarray(model.fit_predict(X), dtype=np.int64)
     _cli_models.save_model(args, model, rep)
     sizes = np.bincount(labels, minlength=args.n_clusters)
     if args.output is not None:
