@@ -61,6 +61,7 @@ def test_every_public_call_leaves_the_thread_count_as_it_was(cls, n_jobs, three_
     model.predict(X)
     if hasattr(model, "transform"):
         model.inverse_transform(model.transform(X))
+        model.quantize(X[:50]).score_samples(X)
     assert torch.get_num_threads() == three_threads
     assert _count_in_new_thread() == three_threads  # the count threads started later begin with
 

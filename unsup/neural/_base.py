@@ -699,12 +699,13 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         X = self._validate(X_calibration, reset=False)
         xs = self._standardise(X)
         q = _quantize_module()
-        encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
-        encoder.eval()
-        with torch.no_grad():
-            codes = self._latent(self._split_code(encoder(xs)))
-        decoder = q.quantize_model(self.decoder_, codes, n_bits=int(n_bits))
-        decoder.eval()
+        with thread_scope(self._modules(), min(xs.shape[0], _CHUNK), getattr(self, "n_jobs", None)):
+            encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
+            encoder.eval()
+            with torch.no_grad():
+                codes = self._latent(self._split_code(encoder(xs)))
+            decoder = q.quantize_model(self.decoder_, codes, n_bits=int(n_bits))
+            decoder.eval()
         modules = {"encoder_": self.encoder_, "decoder_": self.decoder_}
         memo = {id(m): None for m in modules.values()}  # do not copy the float modules
         quantized = copy.deepcopy(self, memo)
