@@ -426,14 +426,15 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
             error = float(np.mean(self._errors(xs).numpy()))
             trivial = float(torch.mean(xs.double() ** 2))
             if trivial > 0 and not error <= _DIVERGENCE_FACTOR * trivial:
-                # stacklevel 4: _finish <- fit <- scikit-learn's _fit_context wrapper <- the user's call
+                # stacklevel 5: _finish <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
+                # wrapper <- the user's call
                 warnings.warn(
                     f"{type(self).__name__}: training diverged: the reconstruction error of the "
                     f"training data ({error:.3g}) is {error / trivial:.3g} times that of predicting "
                     f"the mean ({trivial:.3g}). Lower learning_rate (now {self.learning_rate:g}) and "
                     "standardise the inputs (scale=True, or a StandardScaler in a Pipeline).",
                     DivergenceWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
 
     def _model_size(self) -> int:
