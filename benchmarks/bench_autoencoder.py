@@ -233,8 +233,10 @@ def under_load(quick, rounds):
             for proc in busy:
                 proc.kill()
                 proc.wait()
+        fits = {name: ts for name, ts in times.items() if name != reference}
         report(f"Digits autoencoder 64-128-64-8, {len(X)} rows, {epochs} epochs, fit on {os.cpu_count()} cores {label} "
-               f"(1-min load average {load:.2f} before)", times, before, unit="s")
+               f"(1-min load average {load:.2f} before; ratios to n_jobs=None)", fits, after, unit="s")
+        print(f"  {reference:<40s} median {np.median(times[reference]):10.2f} s")
         medians[n_busy] = {name: float(np.median(ts)) for name, ts in times.items()}
     for name in contenders:
         print(f"  under load / as it is, {name}: ratio {medians[2][name] / medians[0][name]:.2f}x"
