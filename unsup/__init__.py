@@ -15,7 +15,7 @@ scikit-learn estimator does. Subpackages:
   with ``unsup``).
 """
 
-import importlib
+import importlib as _importlib
 
 #: Public name -> the subpackage that defines it. Everything is imported on
 #: first use (PEP 562), so ``import unsup`` is cheap and imports neither torch
@@ -62,9 +62,9 @@ __all__ = [
 
 def __getattr__(name):
     if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
+        value = getattr(_importlib.import_module(_NAMES[name]), name)
     elif name in _SUBPACKAGES:
-        value = importlib.import_module(f"unsup.{name}")
+        value = _importlib.import_module(f"unsup.{name}")
     else:
         raise AttributeError(f"module 'unsup' has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function
