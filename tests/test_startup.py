@@ -99,3 +99,16 @@ def test_cluster_command_runs_without_torch(tmp_path):
         f"    assert main(['cluster', {str(path)!r}, '--n-clusters', '3', '--quiet', '--algorithm', a]) == 0"
     )
     assert "torch" not in loaded
+
+
+def test_applying_a_saved_clustering_runs_without_torch(tmp_path):
+    path = tmp_path / "points.csv"
+    np.savetxt(path, np.random.default_rng(0).standard_normal((60, 3)), delimiter=",")
+    model = tmp_path / "km.joblib"
+    loaded = _modules_after(
+        "from unsup.cli import main\n"
+        f"assert main(['cluster', {str(path)!r}, '--n-clusters', '3', '-q', '--save-model', {str(model)!r}]) == 0\n"
+        f"assert main(['apply', {str(model)!r}, {str(path)!r}, '-q']) == 0"
+    )
+    assert "torch" not in loaded
+
