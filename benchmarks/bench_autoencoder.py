@@ -16,13 +16,24 @@ Targets (issue 6):
   ``VariationalAutoencoder``, PCA reconstruction error (standardised, same
   n_components) and ``IsolationForest``.
 
+- threads on a busy machine (issue 20): the fit time of the digits
+  autoencoder (64-128-64-8, 30 epochs, no early stopping) with torch's
+  default intra-op threads (before ``n_jobs``) and with the default
+  ``n_jobs=None`` (one thread for a network this small), on the machine as
+  it is and with two busy background processes (``python -c "while True:
+  pass"``, started and killed here); target: under load at most 2x the time
+  without. The load average before each part is printed: the machine's own
+  load counts, and a one-thread Python loop timed alongside shows what the
+  extra processes cost any one-thread work on this machine.
+
 Run: ``python benchmarks/bench_autoencoder.py`` (``--quick`` for a smoke run,
-``--device cuda`` to time on a GPU, ``--only throughput|digits|anomaly``).
+``--device cuda`` to time on a GPU, ``--only throughput|digits|anomaly|load``).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -84,6 +95,7 @@ def throughput(n_samples, n_features, hidden, n_components, rounds, device, epoc
             Autoencoder(
                 n_components, hidden_layer_sizes=hidden, batch_size=256, max_epochs=epochs,
                 early_stopping=False, n_iter_no_change=epochs + 1, device=device, random_state=0,
+                n_jobs=torch.get_num_threads(),  # the plain loop's threads: the same work on the same threads
                 trim_fraction=0.0,  # the plain loop's objective: the mean squared error of every row
             ).fit(X)
 
@@ -175,10 +187,69 @@ def anomaly(quick, device):
         print(f"  {name} mean AUC ratio to PCA {mean[i] / mean[2]:.3f}, to IsolationForest {mean[i] / mean[3]:.3f}")
 
 
+def _busy_processes(n):
+    """``n`` Python processes that spin on a core each until killed."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def under_load(quick, rounds):
+    """The digits autoencoder's fit, torch's default threads against ``n_jobs=None``, idle and under load."""
+    X = load_digits().data[:256] if quick else load_digits().data
+    epochs = 1 if quick else 30
+    default_threads = torch.get_num_threads()
+
+    def fit(n_jobs):
+        def run():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                Autoencoder(
+                    8, hidden_layer_sizes=(128, 64), max_epochs=epochs, early_stopping=False,
+                    n_jobs=n_jobs, random_state=0,
+                ).fit(X)
+        return run
+
+    with warnings.catch_warnings():  # torch's first optimizer step imports more of torch: not timed
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        Autoencoder(8, hidden_layer_sizes=(128, 64), max_epochs=1, random_state=0).fit(X[:64])
+    def python_loop():  # one thread of plain CPU work: what any one-thread job gets on this machine
+        total = 0
+        for i in range(300_000 if quick else 3_000_000):
+            total += i
+        return None
+
+    before = f"torch's default threads ({default_threads})"
+    after = "n_jobs=None (chosen: 1 thread)"
+    reference = "reference: a one-thread Python loop"
+    contenders = {before: fit(default_threads), after: fit(None), reference: python_loop}
+    medians = {}
+    for label, n_busy in (("as it is", 0), ("with 2 busy processes", 2)):
+        busy = _busy_processes(n_busy)
+        try:
+            if busy:
+                time.sleep(0.5)  # let them reach their loops
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            times = interleaved(contenders, rounds=rounds, warmup=0)
+        finally:
+            for proc in busy:
+                proc.kill()
+                proc.wait()
+        fits = {name: ts for name, ts in times.items() if name != reference}
+        report(f"Digits autoencoder 64-128-64-8, {len(X)} rows, {epochs} epochs, fit on {os.cpu_count()} cores {label} "
+               f"(1-min load average {load:.2f} before; ratios to n_jobs=None)", fits, after, unit="s")
+        print(f"  {reference:<40s} median {np.median(times[reference]):10.2f} s")
+        medians[n_busy] = {name: float(np.median(ts)) for name, ts in times.items()}
+    for name in contenders:
+        print(f"  under load / as it is, {name}: ratio {medians[2][name] / medians[0][name]:.2f}x"
+              + ("  (target <= 2x)" if name == after else "")
+              + ("  (the bound for any one-thread work here)" if name == reference else ""))
+    torch_now = torch.get_num_threads()
+    print(f"  torch's thread count after all the fits: {torch_now} (before: {default_threads})")
+
+
 def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--only", choices=["throughput", "digits", "anomaly"], default=None)
+    p.add_argument("--only", choices=["throughput", "digits", "anomaly", "load"], default=None)
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.only in (None, "throughput"):
@@ -190,6 +261,8 @@ def main(argv=None):
         digits(args.quick, args.device)
     if args.only in (None, "anomaly"):
         anomaly(args.quick, args.device)
+    if args.only in (None, "load") and args.device == "cpu":
+        under_load(args.quick, rounds=1 if args.quick else min(args.rounds, 3))
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
 

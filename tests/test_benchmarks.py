@@ -35,7 +35,7 @@ def check_ratios(stdout):
     lines = [line for line in stdout.splitlines() if "ratio" in line]
     assert lines, f"no ratio printed:\n{stdout[-2000:]}"
     values = [float(v) for line in lines for v in RATIO.findall(line)]
-    assert values, f"no figure in the ratio lines:\n" + "\n".join(lines)
+    assert values, "no figure in the ratio lines:\n" + "\n".join(lines)
     for line in lines:
         assert not re.search(r"\b(nan|inf)\b", line, re.IGNORECASE), line
     assert all(0 < v < 1e6 for v in values), values

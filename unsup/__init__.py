@@ -11,15 +11,30 @@ scikit-learn estimator does. Subpackages:
 - :mod:`unsup.mixture`: Gaussian mixtures (soft clustering by EM, with
   ``sample_weight``);
 - :mod:`unsup.neural`: autoencoders and variational autoencoders as
-  transformers and outlier detectors.
+  transformers and outlier detectors (torch is imported with them, not
+  with ``unsup``).
 """
 
-from unsup import cluster, metrics, mixture, neural, quantization
-from unsup.cluster import AgglomerativeClustering, DivisiveClustering, KMeans
-from unsup.metrics import get_metric, pairwise_distances
-from unsup.mixture import GaussianMixture
-from unsup.neural import VAE, Autoencoder, AutoencoderEnsemble, VariationalAutoencoder
-from unsup.quantization import QuantizedEmbedding, Quantizer
+import importlib as _importlib
+
+#: Public name -> the subpackage that defines it. Everything is imported on
+#: first use (PEP 562), so ``import unsup`` is cheap and imports neither torch
+#: nor the optional libraries: torch comes with the first neural estimator.
+_NAMES = {
+    "AgglomerativeClustering": "unsup.cluster",
+    "DivisiveClustering": "unsup.cluster",
+    "KMeans": "unsup.cluster",
+    "get_metric": "unsup.metrics",
+    "pairwise_distances": "unsup.metrics",
+    "GaussianMixture": "unsup.mixture",
+    "VAE": "unsup.neural",
+    "Autoencoder": "unsup.neural",
+    "AutoencoderEnsemble": "unsup.neural",
+    "VariationalAutoencoder": "unsup.neural",
+    "QuantizedEmbedding": "unsup.quantization",
+    "Quantizer": "unsup.quantization",
+}
+_SUBPACKAGES = ("cluster", "metrics", "mixture", "neural", "quantization")
 
 __version__ = "0.1.0"
 
@@ -43,3 +58,18 @@ __all__ = [
     "quantization",
     "__version__",
 ]
+
+
+def __getattr__(name):
+    if name in _NAMES:
+        value = getattr(_importlib.import_module(_NAMES[name]), name)
+    elif name in _SUBPACKAGES:
+        value = _importlib.import_module(f"unsup.{name}")
+    else:
+        raise AttributeError(f"module 'unsup' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

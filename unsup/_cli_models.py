@@ -120,8 +120,9 @@ def _check_features(model, X, model_path, data_path):
 
 
 def run_apply(args, rep) -> None:
+    import sys
+
     from unsup.cli import check_output, load_data, write_output
-    from unsup.neural import Autoencoder, AutoencoderEnsemble, VariationalAutoencoder
     from unsup.quantization import QuantizedEmbedding
 
     check_output(args.output)
@@ -130,7 +131,11 @@ def run_apply(args, rep) -> None:
     _check_features(model, X, args.model, args.data)
     name = type(model).__name__
     rep.info(f"{args.data}: {X.shape[0]} rows x {X.shape[1]} features; model {name} from {args.model}")
-    if isinstance(model, (Autoencoder, VariationalAutoencoder, AutoencoderEnsemble)):
+    # A neural model's file imported unsup.neural (and torch) as it loaded; other models need neither.
+    neural = sys.modules.get("unsup.neural")
+    if neural is not None and isinstance(
+        model, (neural.Autoencoder, neural.VariationalAutoencoder, neural.AutoencoderEnsemble)
+    ):
         scores = -model.score_samples(X)
         flags = model.predict(X) == -1
         columns = {"score": scores, "outlier": flags.astype(np.int8)}

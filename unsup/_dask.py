@@ -1407,7 +1407,8 @@ def fit_neural(estimator, X, y=None):
     import torch
     from sklearn.base import clone
 
-    from unsup.neural._training import TOL, _mean_eval_loss, train
+    from unsup.neural._training import TOL, EpochProgress, _mean_eval_loss, train
+    from unsup.neural._training import warn_max_epochs_reached as warn_max_epochs
 
     estimator._validate_params()
     A, _, blocks, summary, names = _prepare_fit(estimator, X, None, min_samples=2)
@@ -1435,6 +1436,7 @@ def fit_neural(estimator, X, y=None):
     best_state, best, no_improvement, converged = None, np.inf, 0, False
     loss_curve, val_scores, state = [], [], None
     modules = [m for m in work._modules() if m is not None]
+    progress = EpochProgress(type(work).__name__, work.max_epochs, work.verbose)
     for epoch in range(1, work.max_epochs + 1):
         total, count = 0.0, 0
         for b in torch.randperm(len(xs_blocks), generator=work._generator).tolist():
@@ -1449,6 +1451,7 @@ def fit_neural(estimator, X, y=None):
                 learning_rate=work.learning_rate, weight_decay=work.weight_decay,
                 generator=work._generator, dropout_generator=work._device_generator,
                 optimizer_state=state, first_epoch=epoch, warn_max_epochs=False, name=type(work).__name__,
+                n_jobs=work.n_jobs, total_epochs=None,
             )
             state = result.optimizer_state
             total += result.loss_curve[0] * len(Xb)
@@ -1460,8 +1463,7 @@ def fit_neural(estimator, X, y=None):
             with torch.no_grad():
                 monitored = float(_mean_eval_loss(work._sample_loss, X_val).item())
             val_scores.append(-monitored)
-        if work.verbose:
-            print(f"{type(work).__name__} epoch {epoch}: loss {loss:.6g} (streamed over {len(xs_blocks)} blocks)")
+        progress.epoch(epoch, loss, None if X_val is None else monitored)
         if monitored < best - TOL * abs(best) or not math.isfinite(best):
             no_improvement = 0
             if X_val is not None:
@@ -1478,13 +1480,8 @@ def fit_neural(estimator, X, y=None):
     work._optimizer_state = state
     work.loss_curve_, work.validation_scores_ = loss_curve, val_scores
     work.best_loss_, work.n_iter_ = float(best), len(loss_curve)
-    if not converged:
-        warnings.warn(
-            f"{type(work).__name__}: the maximum number of epochs ({work.max_epochs}) was reached "
-            "and the loss is still improving; increase max_epochs.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+    if not converged and work.early_stopping:
+        warn_max_epochs(type(work).__name__, work.max_epochs, stacklevel=3)
     _set_features(work, d, names)
     work.offset_ = 0.0  # score_samples does not read it; set from the scores next
     scores = np.asarray(_lazy_map(work, "score_samples", A, names).compute())

@@ -179,8 +179,11 @@ def _detect(args, rep, X):
         n_components=n_components, hidden_layer_sizes=(64, 32), max_epochs=args.max_epochs,
         contamination=args.contamination, random_state=args.random_state,
     )
+    from unsup import _cli_progress
+
     with rep.step(f"training {Model.__name__} on Dask, streaming the blocks") as note:
-        model.fit(X)
+        with _cli_progress.epochs(rep):
+            model.fit(X)
         note["text"] = f"{model.n_iter_} epochs"
     scores = -np.asarray(model.score_samples(X).compute())
     flags = scores > -model.offset_

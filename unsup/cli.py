@@ -45,9 +45,8 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-from unsup import _cli_models
+from unsup import _cli_models, _cli_progress
 
 __all__ = ["main"]
 
@@ -124,8 +123,8 @@ def _version():
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``unsup`` argument parser (one subparser per command)."""
-    from unsup.metrics import METRIC_NAMES
-    from unsup.quantization import OBSERVER_NAMES
+    # not the registries: --help imports no estimator
+    from unsup._cli_names import METRIC_NAMES, OBSERVER_NAMES
 
     common = _Parser(add_help=False)
     common.add_argument(
@@ -823,7 +822,8 @@ def _run_cluster(args, rep: Reporter) -> None:
 
         scaler = StandardScaler().fit(X)
         X = scaler.transform(X)  # every figure below (inertia, silhouette, centres) is in these units
-    with rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters"):
+    step = rep.step(f"fitting {_describe(args)} with {args.n_clusters} clusters")
+    with step, _cli_progress.engine_lines(rep, model, X.shape[0]):
         labels = np.asarray(model.fit_predict(X), dtype=np.int64)
     if scaler is not None:
         from sklearn.pipeline import make_pipeline
@@ -906,7 +906,8 @@ def _run_detect(args, rep: Reporter) -> None:
         )
         description = f"training {name} ({X.shape[1]} -> 64 -> 32 -> {n_components}, up to {max_epochs} epochs)"
     with rep.step(description) as note:
-        model.fit(X)
+        with _cli_progress.epochs(rep):
+            model.fit(X)
         note["text"] = f"{model.n_iter_} epochs"
     _cli_models.save_model(args, model, rep)
     scores = -model.score_samples(X)  # higher = more anomalous
@@ -1122,9 +1123,12 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
     with rep.step(f"training the autoencoder {arch} on {len(train)} images") as note:
         # The epoch budget is the demo's own choice, not the user's: reaching it
         # is reported in the figures below, not as a ConvergenceWarning.
+        from sklearn.exceptions import ConvergenceWarning
+
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=ConvergenceWarning, message=".*max_epochs.*")
-            _, t_ae = _timed(ae.fit, X[train])
+            with _cli_progress.epochs(rep):
+                _, t_ae = _timed(ae.fit, X[train])
         note["text"] = f"{ae.n_iter_} epochs"
     pca, t_pca = _timed(PCA(n_components=DEMO_COMPONENTS, random_state=random_state).fit, X[train])
     mse_ae = float(np.mean((ae.reconstruct(X[test]) - X[test]) ** 2))

@@ -99,9 +99,10 @@ def test_predict_never_calls_a_nan_score_an_inlier(cls, monkeypatch):
 
 @pytest.mark.parametrize("cls", [Autoencoder, VAE])
 def test_divergent_fit_warns(cls):
-    with pytest.warns(DivergenceWarning, match=r"training diverged.*times that of predicting the mean.*learning_rate"):
+    with pytest.warns(DivergenceWarning, match=r"training diverged.*times that of predicting the mean.*learning_rate") as caught:
         cls(hidden_layer_sizes=(16,), learning_rate=10, max_epochs=5, early_stopping=False, random_state=0).fit(X)
     assert issubclass(DivergenceWarning, ConvergenceWarning)
+    assert {w.filename for w in caught if w.category is DivergenceWarning} == {__file__}  # the user's line
 
 
 def test_ordinary_fit_does_not_warn_divergence():

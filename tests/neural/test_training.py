@@ -192,9 +192,9 @@ def test_verbose_prints_progress(capsys):
         warnings.simplefilter("ignore", ConvergenceWarning)
         Autoencoder(hidden_layer_sizes=(4,), max_epochs=3, verbose=1, random_state=0).fit(X_NP)
     out = capsys.readouterr().out.splitlines()
-    epochs = [line for line in out if line.startswith("Autoencoder epoch")]
+    epochs = [line for line in out if line.startswith("Autoencoder: epoch")]
     assert len(epochs) == 3
-    assert "loss" in epochs[0] and "validation loss" in epochs[0] and epochs[0].endswith(" s)")
+    assert "loss" in epochs[0] and "validation loss" in epochs[0] and epochs[0].endswith(" s")
 
 
 @pytest.mark.parametrize("cls, params", [

@@ -98,13 +98,26 @@ class Autoencoder(BaseNeuralEstimator):
         (``weights``). See :mod:`unsup.neural._quantize` for the keys.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to train and infer; ``"auto"`` is CUDA when available.
+    n_jobs : int or None, default=None
+        torch intra-op threads for training and inference (``fit``,
+        ``partial_fit``, ``transform``, ``score_samples``, ...). ``None``
+        chooses from the size of the work: one thread per 2**28
+        multiply-adds of a step (a batch through the network), so one thread
+        for the small networks of tabular data, where more threads only
+        wait for each other (and far longer when other processes share the
+        cores), and up to torch's own count for wide networks and batches.
+        ``-1`` uses all cores, as joblib's ``n_jobs``. torch's thread
+        setting is restored after every call, so the caller's process is
+        left as it was.
     random_state : int, RandomState instance or None, default=None
         Seeds a ``torch.Generator`` for the initialisation, the validation
         split, the shuffling, the noise and the dropout masks. The same
         integer gives the same model on the CPU; torch's global random state
         is never used.
     verbose : int, default=0
-        Print the loss (and validation loss) after every epoch.
+        Print the progress of training to stdout: ``1``, the epoch, the loss
+        (and validation loss), the time so far and an ETA, for the first
+        and last epochs and about 20 between; ``2``, every epoch.
 
     Attributes
     ----------
@@ -185,6 +198,7 @@ class Autoencoder(BaseNeuralEstimator):
         scale=False,
         qat=None,
         device="cpu",
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -208,6 +222,7 @@ class Autoencoder(BaseNeuralEstimator):
         self.scale = scale
         self.qat = qat
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 

@@ -20,7 +20,9 @@ Design constraints
   standardisation runs in chunks into a float32 array, so a float64 ``X`` is
   never copied whole in float64.
 - All randomness from ``random_state`` through ``torch.Generator`` objects;
-  torch's global random stream and thread settings are never touched.
+  torch's global random stream is never touched. Training and inference run
+  with the intra-op threads ``n_jobs`` asks for (one for small networks by
+  default) and restore the caller's thread count after.
 - Pickling stores the modules with CPU tensors and the generators as their
   states, and reloads onto the fitted device when it exists, else the CPU.
 """
@@ -36,14 +38,13 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, mlp, resolve_device
 from unsup.neural._outlier import ScoreOffsetOutlierMixin
-from unsup.neural._training import DivergenceWarning, split_validation, train
+from unsup.neural._training import DivergenceWarning, split_validation, thread_scope, train, warn_max_epochs_reached
 
 __all__ = ["BaseNeuralEstimator"]
 
@@ -144,6 +145,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         "scale": ["boolean"],
         "qat": [dict, None],
         "device": [StrOptions(set(DEVICES))],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -262,7 +264,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
     def _apply(self, fn, xs: torch.Tensor) -> torch.Tensor:
         """``fn`` over chunks of rows, each padded to a multiple of 16 rows; concatenated on the CPU."""
         outs = []
-        with torch.no_grad():
+        rows = min(xs.shape[0], _CHUNK)
+        with torch.no_grad(), thread_scope(self._modules(), rows, getattr(self, "n_jobs", None)):
             for start in range(0, xs.shape[0], _CHUNK):
                 block = xs[start : start + _CHUNK]
                 m = block.shape[0]
@@ -394,20 +397,18 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             warn_max_epochs=False,
             verbose=self.verbose,
             name=type(self).__name__,
+            n_jobs=getattr(self, "n_jobs", None),
+            total_epochs=-1 if warn else None,
         )
         self._optimizer_state = result.optimizer_state
         self.loss_curve_ = self.loss_curve_ + result.loss_curve
         self.validation_scores_ = self.validation_scores_ + result.validation_scores
         self.best_loss_ = float(min(self.best_loss_, result.best_loss))
         self.n_iter_ += result.n_epochs
-        if warn and not result.converged:
-            # stacklevel 4: _train <- fit <- scikit-learn's _fit_context wrapper <- the user's call
-            warnings.warn(
-                f"{type(self).__name__}: the maximum number of epochs ({max_epochs}) was reached "
-                "and the loss is still improving; increase max_epochs.",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
+        if warn and self.early_stopping and not result.converged:
+            # stacklevel 5: _train <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
+            # wrapper <- the user's call
+            warn_max_epochs_reached(type(self).__name__, max_epochs, stacklevel=5)
         return result
 
     def _finish(self, xs, *, check_divergence=False):
@@ -426,14 +427,15 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             error = float(np.mean(self._errors(xs).numpy()))
             trivial = float(torch.mean(xs.double() ** 2))
             if trivial > 0 and not error <= _DIVERGENCE_FACTOR * trivial:
-                # stacklevel 4: _finish <- fit <- scikit-learn's _fit_context wrapper <- the user's call
+                # stacklevel 5: _finish <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
+                # wrapper <- the user's call
                 warnings.warn(
                     f"{type(self).__name__}: training diverged: the reconstruction error of the "
                     f"training data ({error:.3g}) is {error / trivial:.3g} times that of predicting "
                     f"the mean ({trivial:.3g}). Lower learning_rate (now {self.learning_rate:g}) and "
                     "standardise the inputs (scale=True, or a StandardScaler in a Pipeline).",
                     DivergenceWarning,
-                    stacklevel=4,
+                    stacklevel=5,
                 )
 
     def _model_size(self) -> int:
@@ -668,12 +670,13 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         X = self._validate(X_calibration, reset=False)
         xs = self._standardise(X)
         q = _quantize_module()
-        encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
-        encoder.eval()
-        with torch.no_grad():
-            codes = self._latent(self._split_code(encoder(xs)))
-        decoder = q.quantize_model(self.decoder_, codes, n_bits=int(n_bits))
-        decoder.eval()
+        with thread_scope(self._modules(), min(xs.shape[0], _CHUNK), getattr(self, "n_jobs", None)):
+            encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
+            encoder.eval()
+            with torch.no_grad():
+                codes = self._latent(self._split_code(encoder(xs)))
+            decoder = q.quantize_model(self.decoder_, codes, n_bits=int(n_bits))
+            decoder.eval()
         modules = {"encoder_": self.encoder_, "decoder_": self.decoder_}
         memo = {id(m): None for m in modules.values()}  # do not copy the float modules
         quantized = copy.deepcopy(self, memo)

@@ -22,7 +22,8 @@ Design constraints
   clipped to +-``_CLIP``, errors summed in float64), and a row whose score
   cannot be computed is called an outlier.
 - All randomness from ``random_state`` through a ``torch.Generator``; torch's
-  global state and thread settings are never touched.
+  global random state is never touched, and its thread count is restored
+  after training and scoring (``n_jobs``, as the other neural estimators).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from unsup._dask import dask_support
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._modules import ACTIVATIONS, DEVICES, resolve_device
 from unsup.neural._outlier import ScoreOffsetOutlierMixin
-from unsup.neural._training import make_adam
+from unsup.neural._training import EpochProgress, make_adam
+from unsup.utils._threads import torch_n_threads, torch_threads
 
 __all__ = ["AutoencoderEnsemble"]
 
@@ -109,8 +111,16 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         ``offset_`` is the matching percentile of the training scores.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to train and infer.
+    n_jobs : int or None, default=None
+        torch intra-op threads for training and scoring, as
+        :class:`Autoencoder`'s (``None``: chosen from the size of a step,
+        one thread for the default ensemble; the caller's setting is
+        restored after every call).
     random_state : int, RandomState instance or None, default=None
         Seeds the rows, features and initial weights of the members.
+    verbose : int, default=0
+        Print the progress of training to stdout, as :class:`Autoencoder`'s
+        (epoch, mean loss of the members, time so far, ETA).
 
     Attributes
     ----------
@@ -164,7 +174,9 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "device": [StrOptions(set(DEVICES))],
+        "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -181,7 +193,9 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         activation="relu",
         contamination=0.1,
         device="cpu",
+        n_jobs=None,
         random_state=None,
+        verbose=0,
     ):
         self.n_estimators = n_estimators
         self.max_samples = max_samples
@@ -194,7 +208,9 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         self.activation = activation
         self.contamination = contamination
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
+        self.verbose = verbose
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -256,6 +272,12 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         diff = (recon - x) * self._input_mask[:, None, :]
         return (diff * diff).sum(dim=2) / self._input_mask.sum(dim=1)[:, None]
 
+    def _threads(self, rows):
+        """:func:`torch_threads` for passes of ``rows`` rows through every member (``n_jobs``)."""
+        d, h, k = self._input_mask.shape[1], self.hidden_size, self.n_components
+        work = self.n_estimators * rows * (2 * d * h + 2 * h * k)
+        return torch_threads(torch_n_threads(getattr(self, "n_jobs", None), work))
+
     def _epoch(self, xs):
         """One epoch: every member draws ``max_samples`` rows and takes batches of them."""
         n = xs.shape[0]
@@ -287,7 +309,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         step = max(_ROW_MULTIPLE, (_CHUNK_ELEMENTS // max(1, E * d)) // _ROW_MULTIPLE * _ROW_MULTIPLE)
         out = np.empty((n, E))
         n_feat = self._input_mask.sum(dim=1)[:, None].double()
-        with torch.no_grad():
+        with torch.no_grad(), self._threads(min(n, step)):
             for start in range(0, n, step):
                 block = xs[start : start + step]
                 m = block.shape[0]
@@ -332,8 +354,11 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=True)
         self._initialise(X)
         xs = self._standardise(X)
-        for _ in range(self.max_epochs):
-            self._epoch(xs)
+        progress = EpochProgress(type(self).__name__, self.max_epochs, self.verbose)
+        with self._threads(min(self.batch_size, self.max_samples, xs.shape[0])):
+            for _ in range(self.max_epochs):
+                self._epoch(xs)
+                progress.epoch(self.n_iter_, self.loss_curve_[-1])
         self._finish(xs)
         return self
 
@@ -361,7 +386,8 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         if first:
             self._initialise(X)
         xs = self._standardise(X)
-        self._epoch(xs)
+        with self._threads(min(self.batch_size, self.max_samples, xs.shape[0])):
+            self._epoch(xs)
         self._finish(xs)
         return self
 

@@ -18,10 +18,21 @@ Design constraints
   validation set when there is one, else the training loss) has not improved
   by a relative ``tol`` for ``n_iter_no_change`` epochs; with a validation set
   the weights of the best epoch are restored.
+- Threads: the loop runs with the torch intra-op threads chosen for the size
+  of a step (:func:`thread_scope`: one for small networks), and leaves the
+  caller's thread count as it found it.
+- Progress: every epoch goes to :class:`EpochProgress`, which prints
+  ``verbose`` lines to stdout (as scikit-learn's verbose estimators) and hands
+  each epoch to the listener set by :func:`listen_to_epochs` (the command
+  line's progress bar).
+- The one ``ConvergenceWarning`` about ``max_epochs`` comes from
+  :func:`warn_max_epochs_reached`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import sys
 import time
@@ -33,8 +44,20 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from unsup.neural._modules import seed_dropout
+from unsup.utils._threads import torch_n_threads, torch_threads
 
-__all__ = ["TOL", "DivergenceWarning", "TrainingResult", "make_adam", "split_validation", "train"]
+__all__ = [
+    "TOL",
+    "DivergenceWarning",
+    "EpochProgress",
+    "TrainingResult",
+    "listen_to_epochs",
+    "make_adam",
+    "split_validation",
+    "thread_scope",
+    "train",
+    "warn_max_epochs_reached",
+]
 
 #: Relative improvement of the monitored loss that counts as progress.
 TOL = 1e-4
@@ -49,6 +72,120 @@ class DivergenceWarning(ConvergenceWarning):
     A subclass of scikit-learn's ``ConvergenceWarning``, so filters on that
     class catch it too.
     """
+
+
+def warn_max_epochs_reached(name: str, max_epochs: int, *, stacklevel: int) -> None:
+    """The ``ConvergenceWarning`` of a fit that ran out of ``max_epochs`` while its loss still improved.
+
+    The one place it is raised. The estimators raise it at most once per
+    ``fit``, and only with ``early_stopping=True``: early stopping was asked
+    to end the training and did not. With ``early_stopping=False``,
+    ``max_epochs`` is the training budget the user chose (a grid search over
+    short fits stays quiet); ``partial_fit`` never warns.
+    """
+    warnings.warn(
+        f"{name}: the maximum number of epochs ({max_epochs}) was reached and the "
+        "loss is still improving; increase max_epochs (or set early_stopping=False "
+        "to train for max_epochs on purpose).",
+        ConvergenceWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
+def thread_scope(modules, rows: int, n_jobs=None):
+    """:func:`~unsup.utils._threads.torch_threads` for passes of ``rows`` rows through ``modules``.
+
+    The work of a pass is ``rows`` times the multiply-adds of one row: the
+    weights of every ``Linear`` layer (and the elements of any other weight
+    matrix), a lower bound for other layers. ``n_jobs`` as the estimators'
+    parameter (``None``: chosen from the work).
+    """
+    per_row = sum(p.numel() for m in modules if m is not None for p in m.parameters() if p.dim() >= 2)
+    return torch_threads(torch_n_threads(n_jobs, rows * per_row))
+
+
+_LISTENER: contextvars.ContextVar = contextvars.ContextVar("unsup_epoch_listener", default=None)
+
+
+@contextlib.contextmanager
+def listen_to_epochs(listener: Callable[[dict], None]):
+    """Hand every training epoch run inside the block (in this thread or context) to ``listener``.
+
+    ``listener`` gets a dict with ``name``, ``epoch``, ``total`` (the epochs
+    of this fit at most; ``partial_fit`` reports none), ``loss``,
+    ``validation_loss`` (or None), ``elapsed`` and ``eta`` (seconds to
+    ``total`` at the mean epoch time so far; None without a total).
+    """
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+class EpochProgress:
+    """Reports the epochs of one training call: lines on stdout with ``verbose``, and the listener.
+
+    With ``verbose=1`` a line for the first and the last epoch and for about
+    20 epochs between (every one when there are at most 20); ``verbose >= 2``
+    every epoch. A line reads
+    ``Autoencoder: epoch 12/200: loss 0.4123, validation loss 0.4410; 0.31 s, ETA 4.9 s``:
+    the ETA is the time to ``total`` epochs at the mean epoch time so far,
+    an upper bound when early stopping ends the fit sooner.
+
+    Parameters
+    ----------
+    name : str
+        The estimator's name.
+    total : int or None
+        Epochs of this fit at most (None: unknown, as in ``partial_fit``).
+    verbose : int
+        The estimator's ``verbose``.
+    first_epoch : int, default=1
+        Number of the first epoch of this call.
+    """
+
+    def __init__(self, name: str, total: int | None, verbose: int, first_epoch: int = 1):
+        self.name, self.total, self.verbose = name, total, int(verbose or 0)
+        self.first_epoch = first_epoch
+        self.listener = _LISTENER.get() if total else None  # a fit's epochs, not partial_fit's or a block's
+        self.every = 1 if self.verbose >= 2 or not total else max(1, math.ceil(total / 20))
+        self.t0 = time.perf_counter()
+
+    @staticmethod
+    def format(info: dict) -> str:
+        """The line of one epoch."""
+        epoch = f"{info['epoch']}/{info['total']}" if info["total"] else str(info["epoch"])
+        line = f"{info['name']}: epoch {epoch}: loss {info['loss']:.6g}"
+        if info["validation_loss"] is not None:
+            line += f", validation loss {info['validation_loss']:.6g}"
+        line += f"; {info['elapsed']:.2f} s"
+        if info["eta"] is not None:
+            line += f", ETA {info['eta']:.1f} s"
+        return line
+
+    def epoch(self, epoch: int, loss: float, validation_loss: float | None = None) -> None:
+        """Report the end of ``epoch``."""
+        if not self.verbose and self.listener is None:
+            return
+        elapsed = time.perf_counter() - self.t0
+        done = epoch - self.first_epoch + 1
+        eta = None
+        if self.total:
+            eta = elapsed / done * max(0, self.total - epoch)
+        info = {
+            "name": self.name, "epoch": epoch, "total": self.total, "loss": loss,
+            "validation_loss": validation_loss, "elapsed": elapsed, "eta": eta,
+        }
+        if self.listener is not None:
+            self.listener(info)
+        if self.verbose and (done == 1 or epoch % self.every == 0 or epoch == self.total):
+            print(self.format(info), file=sys.stdout, flush=True)
+
+    def note(self, text: str) -> None:
+        """A line of its own with ``verbose`` (why training stopped)."""
+        if self.verbose:
+            print(f"{self.name}: {text}", file=sys.stdout, flush=True)
 
 
 @dataclass
@@ -143,6 +280,8 @@ def train(
     warn_max_epochs: bool = True,
     verbose: int = 0,
     name: str = "model",
+    n_jobs: int | None = None,
+    total_epochs: int | None = -1,
 ) -> TrainingResult:
     """Train ``modules`` with Adam on the rows of ``X`` for up to ``max_epochs`` epochs.
 
@@ -184,12 +323,19 @@ def train(
     first_epoch : int, default=1
         Number of the first epoch, for messages.
     warn_max_epochs : bool, default=True
-        Emit a ``ConvergenceWarning`` when ``max_epochs`` runs out while the
-        loss still improves.
+        Emit a ``ConvergenceWarning`` (:func:`warn_max_epochs_reached`) when
+        ``max_epochs`` runs out while the loss still improves.
     verbose : int, default=0
-        Print one line per epoch (loss, validation loss, time) to stdout.
+        Print the epochs' loss, validation loss, time and ETA to stdout
+        (:class:`EpochProgress`).
     name : str, default="model"
         Name used in messages.
+    n_jobs : int or None, default=None
+        torch intra-op threads for the loop (:func:`thread_scope`, with
+        ``batch_size`` rows a step); the caller's count is restored after.
+    total_epochs : int or None, default=-1
+        The epoch count progress reports show (``epoch i/total``): ``-1``
+        means ``first_epoch - 1 + max_epochs``; None shows none (``partial_fit``).
 
     Returns
     -------
@@ -213,10 +359,14 @@ def train(
     use_val = X_val is not None and X_val.shape[0] > 0
     best_state = None
     no_improvement = 0
+    if total_epochs == -1:
+        total_epochs = first_epoch - 1 + max_epochs
+    progress = EpochProgress(name, total_epochs, verbose, first_epoch)
     seed_dropout(modules, generator if dropout_generator is None else dropout_generator)
+    scope = thread_scope(modules, min(batch_size, n), n_jobs)
+    scope.__enter__()
     try:
         for epoch in range(first_epoch, first_epoch + max_epochs):
-            t0 = time.perf_counter()
             for m in modules:
                 m.train()
             perm = torch.randperm(n, generator=generator).to(device)
@@ -251,21 +401,16 @@ def train(
             else:
                 no_improvement += 1
             result.best_loss = min(result.best_loss, monitored)
-            if verbose:
-                line = f"{name} epoch {epoch}: loss {epoch_loss:.6g}"
-                if use_val:
-                    line += f", validation loss {val_loss:.6g}"
-                print(f"{line} ({time.perf_counter() - t0:.2f} s)", file=sys.stdout, flush=True)
+            progress.epoch(epoch, epoch_loss, val_loss if use_val else None)
             if no_improvement >= n_iter_no_change:
                 result.converged = True
-                if verbose:
-                    print(
-                        f"{name}: the {'validation' if use_val else 'training'} loss did not improve "
-                        f"for {n_iter_no_change} epochs; stopping.",
-                        flush=True,
-                    )
+                progress.note(
+                    f"the {'validation' if use_val else 'training'} loss did not improve "
+                    f"for {n_iter_no_change} epochs; stopping."
+                )
                 break
     finally:
+        scope.__exit__(None, None, None)
         seed_dropout(modules, None)
         for m in modules:
             m.eval()
@@ -273,11 +418,6 @@ def train(
         for m, state in zip(modules, best_state):
             m.load_state_dict(state)
     if not result.converged and warn_max_epochs:
-        warnings.warn(
-            f"{name}: the maximum number of epochs ({max_epochs}) was reached and the "
-            "loss is still improving; increase max_epochs.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        warn_max_epochs_reached(name, max_epochs, stacklevel=2)
     result.optimizer_state = optimizer.state_dict()
     return result

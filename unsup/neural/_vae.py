@@ -61,7 +61,7 @@ class VariationalAutoencoder(BaseNeuralEstimator):
     hidden_layer_sizes, activation, kind, sparsity, noise, corruption, dropout, \
 max_epochs, learning_rate, weight_decay, early_stopping, \
 validation_fraction, n_iter_no_change, contamination, trim_fraction, scale, qat, device, \
-random_state, verbose
+n_jobs, random_state, verbose
         As :class:`Autoencoder`. With ``kind="sparse"`` the L1 penalty is on
         the posterior mean; with ``kind="denoising"`` the encoder sees the
         corrupted row and the loss compares with the clean one.
@@ -128,6 +128,7 @@ n_features_in_, feature_names_in_
         scale=True,
         qat=None,
         device="cpu",
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -152,6 +153,7 @@ n_features_in_, feature_names_in_
         self.scale = scale
         self.qat = qat
         self.device = device
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 

@@ -33,7 +33,6 @@ Design constraints:
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from unsup.utils._threads import single_threaded, thread_pool
 
@@ -260,6 +259,8 @@ def _scan_one_block(Q, n_base, decode, prepare, k, exclude_self):
     whose k-th and (k+1)-th smallest values are equal is selected again by
     (distance, index) keys; the result is the same as the blockwise scan's.
     """
+    import torch  # here, not at the top: ``import unsup.quantization`` does not import torch
+
     d = Q.shape[1] - 1
     B = np.zeros((n_base, d + 1), dtype=np.float32)
     decode(0, n_base, B[:, :d])
