@@ -11,7 +11,7 @@ Targets (issue 6):
   for k = 2, 8, 16, and of the VAE;
 - anomaly detection on ADBench datasets (``*.npz`` with ``X``, ``y``), found
   in ``$UNSUP_DATA/adbench`` or ``../shared/data/adbench`` beside the
-  repository (skipped with a message when absent): fit on all of X, ROC AUC
+  repository (skipped with a message when absent): fit on all of X standardised, ROC AUC
   of ``-score_samples`` against y, for the default ``Autoencoder`` and
   ``VariationalAutoencoder``, PCA reconstruction error (standardised, same
   n_components) and ``IsolationForest``.
@@ -130,14 +130,20 @@ def digits(quick, device):
     print(f"  {'model':34s} {'k':>3s} {'MSE':>9s} {'PCA MSE':>9s}  ratio")
     cases = [(Autoencoder, 2), (Autoencoder, 8), (Autoencoder, 16), (VariationalAutoencoder, 8)]
     if not quick:
-        cases += [(Autoencoder, 8, {"scale": False}), (Autoencoder, 8, {"scale": False, "hidden_layer_sizes": (256, 128)}),
-                  (VariationalAutoencoder, 8, {"beta": 1.0})]
+        former = {"scale": True, "hidden_layer_sizes": (128, 64), "trim_fraction": 0.1}  # the defaults before issue 14
+        cases += [(Autoencoder, 8, former), (VariationalAutoencoder, 8, {"beta": 1.0})]
     for case in cases:
         cls, k, params = (*case, {})[:3]
         pca = _held_out_mse(PCA(k), Xtr, Xte)
         mse = _held_out_mse(cls(k, random_state=0, device=device, **params, **extra), Xtr, Xte)
         name = cls.__name__ + ("(" + ", ".join(f"{a}={b}" for a, b in params.items()) + ")" if params else "")
         print(f"  {name:34s} {k:3d} {mse:9.5f} {pca:9.5f}  ratio {mse / pca:.3f}x")
+    # The target of issue 14: the default Autoencoder(8) at most 0.5x PCA(8) for split seeds 0, 1 and 2.
+    for seed in (1, 2) if not quick else ():
+        Xtr_s, Xte_s = train_test_split(X, test_size=0.2, random_state=seed)
+        pca = _held_out_mse(PCA(8), Xtr_s, Xte_s)
+        mse = _held_out_mse(Autoencoder(8, random_state=seed, device=device), Xtr_s, Xte_s)
+        print(f"  {'Autoencoder, split and model seed ' + str(seed):34s} {8:3d} {mse:9.5f} {pca:9.5f}  ratio {mse / pca:.3f}x")
 
 
 def find_adbench():
@@ -164,11 +170,12 @@ def anomaly(quick, device):
     for f in files:
         data = np.load(f)
         X, y = data["X"], data["y"]
+        Xs = StandardScaler().fit_transform(X)  # ADBench's protocol: standardised X
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            ae = Autoencoder(random_state=0, device=device, **extra).fit(X)
-            vae = VariationalAutoencoder(random_state=0, device=device, **extra).fit(X)
-        Xs = StandardScaler().fit_transform(X)
+            ae = Autoencoder(random_state=0, device=device, **extra).fit(Xs)
+            vae = VariationalAutoencoder(random_state=0, device=device, **extra).fit(Xs)
+        X = Xs
         pca = PCA(2).fit(Xs)
         pca_err = ((pca.inverse_transform(pca.transform(Xs)) - Xs) ** 2).mean(axis=1)
         iforest = IsolationForest(random_state=0).fit(X)
