@@ -1422,7 +1422,9 @@ def fit_neural(estimator, X, y=None):
         std[~(std > tiny)] = 1.0
         work.mean_, work.scale_ = summary.mean.copy(), std
     else:
-        work.mean_ = summary.mean.copy()
+        from unsup.neural._base import common_scale
+
+        work.mean_, work.scale_ = summary.mean.copy(), common_scale(np.sqrt(summary.var), d)
     seed = int(torch.randint(0, np.iinfo(np.int32).max, (1,), generator=work._generator))
     fraction = work.validation_fraction if work.early_stopping else 0.0
     p = min(fraction, _MAX_VALIDATION_ROWS / n)

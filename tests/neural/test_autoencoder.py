@@ -125,6 +125,20 @@ def test_default_scaling_reaches_pca_in_the_units_of_x():
     assert np.mean((scaled.reconstruct(X) - X) ** 2) > 1.2 * pca_err
 
 
+def test_unscaled_columns_near_float32_max_share_one_divisor():
+    """scale=False keeps X's units: columns near 1e38 are divided by one power of two inside the
+    network (float32 squares would overflow), and the errors are reported in X's units."""
+    X = X_LOW * np.array([1e37, 1e36, 1.0, 1.0, 1.0, 1.0, 1.0, 1e30]) + 1e36
+    ae = Autoencoder(3, hidden_layer_sizes=(16,), max_epochs=30, random_state=0).fit(X)
+    c = ae.scale_[0]
+    assert np.all(ae.scale_ == c) and c == 2.0 ** np.ceil(np.log2(np.max(X.std(axis=0))))
+    err = ae.reconstruction_error(X)
+    assert np.all(np.isfinite(err)) and np.all(np.isfinite(ae.score_samples(X)))
+    np.testing.assert_allclose(err, np.mean((ae.reconstruct(X) - X) ** 2, axis=1), rtol=1e-3)
+    # ordinary spreads are not divided at all
+    assert np.all(Autoencoder(3, hidden_layer_sizes=(16,), max_epochs=2, random_state=0).fit(X_LOW).scale_ == 1.0)
+
+
 def test_nonlinear_beats_pca_on_a_curve():
     Xs = StandardScaler().fit_transform(X_CURVE)
     pca = PCA(1).fit(Xs)

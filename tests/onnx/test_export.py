@@ -301,3 +301,13 @@ def test_extreme_finite_inputs_score_and_label_as_unsup(cls):
     ref = expected(est, X)
     assert np.all(np.isfinite(ref[-2])) and np.all(ref[-1][5:] == -1)
     assert_outputs(got, ref, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [Autoencoder, VAE])
+def test_unscaled_model_of_extremely_wide_columns_exports_its_units(cls):
+    """scale=False on columns near 1e38: one power-of-two divisor inside, errors back in X's units."""
+    rng = np.random.RandomState(0)
+    X = (rng.standard_normal((80, 3)) * [1e37, 1e36, 1.0]).astype(np.float64)
+    est = cls(2, hidden_layer_sizes=(8,), max_epochs=3, scale=False, random_state=0).fit(X)
+    assert est.scale_[0] > 1e36 and len(set(est.scale_)) == 1
+    assert_outputs(run(to_onnx(est, X[:1]), X), expected(est, X), rtol=1e-5)

@@ -88,7 +88,9 @@ class Autoencoder(BaseNeuralEstimator):
         Standardise the inputs with the training mean and standard deviation
         (a constant column is only centred); the reconstruction error is then
         measured in standardised units. ``False``: the inputs are only
-        centred (as PCA centres them) and the error is in the units of ``X``, which is right when the columns share one unit
+        centred (as PCA centres them; columns spread beyond 1e12 also share
+        one power-of-two divisor, so float32 cannot overflow) and the error is
+        in the units of ``X``, which is right when the columns share one unit
         (pixels, embeddings, standardised features). Use ``True`` (or a
         ``StandardScaler`` first) for tabular columns in different units.
     qat : dict or None, default=None
@@ -130,8 +132,9 @@ class Autoencoder(BaseNeuralEstimator):
     mean_ : ndarray of shape (n_features_in_,)
         Training mean: the inputs are centred on it whatever ``scale`` says.
     scale_ : ndarray of shape (n_features_in_,)
-        Training standard deviation, 1 for constant columns (ones when
-        ``scale=False``).
+        Training standard deviation, 1 for constant columns; with
+        ``scale=False`` ones (or one common power of two for columns spread
+        beyond 1e12).
     loss_curve_ : list of float
         Mean training loss of each epoch.
     validation_scores_ : list of float

@@ -60,6 +60,18 @@ _CLIP = 1e10
 _DIVERGENCE_FACTOR = 10.0
 #: Bound on a VAE's log-variance, so that exp() never overflows in float32.
 LOGVAR_CLAMP = (-30.0, 20.0)
+#: With scale=False, columns spread wider than this share one power-of-two divisor (float32 squares).
+_RAW_SPREAD_LIMIT = 1e12
+
+
+def common_scale(std, n_features):
+    """``scale_`` of ``scale=False``: ones, or one power of two for every column when the widest
+    column's standard deviation passes :data:`_RAW_SPREAD_LIMIT` (values near 1e38 would
+    overflow float32 in the network). One divisor keeps the columns' relative units."""
+    widest = float(np.max(std, initial=0.0))
+    if not widest > _RAW_SPREAD_LIMIT:
+        return np.ones(n_features)
+    return np.full(n_features, 2.0 ** math.ceil(math.log2(widest)))
 
 
 def _quantize_module():
@@ -284,12 +296,15 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         return self._decode(self._code(xs))
 
     def _errors(self, xs: torch.Tensor) -> torch.Tensor:
-        """Per-sample mean squared error of the reconstruction (standardised units), as float64.
+        """Per-sample mean squared error of the reconstruction, as float64.
 
-        Computed in float32 (a float64 copy of the rows would cost as much as
-        the forward pass), and again in float64 for the rare chunk where a
-        float32 square overflows.
+        In standardised units with ``scale=True``, else in the units of ``X``
+        (times the square of the common divisor, one unless the columns are
+        extremely wide). Computed in float32 (a float64 copy of the rows would
+        cost as much as the forward pass), and again in float64 for the rare
+        chunk where a float32 square overflows.
         """
+        unit = self._error_unit
 
         def fn(block):
             rec = self._reconstruct_std(block)
@@ -297,10 +312,15 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             err = (diff * diff).mean(dim=1)
             if not bool(torch.isfinite(err).all()):
                 diff = rec.double() - block.double()
-                return (diff * diff).mean(dim=1)
-            return err.double()
+                err = (diff * diff).mean(dim=1)
+            return err.double() * unit
 
         return self._apply(fn, xs)
+
+    @property
+    def _error_unit(self) -> float:
+        """What a squared error between network values is worth in the units of reported errors."""
+        return 1.0 if self.scale else float(self.scale_[0]) ** 2
 
     def _latent(self, z: torch.Tensor) -> torch.Tensor:
         """The code as the decoder sees it: fake-quantized when latent QAT is on."""
@@ -353,8 +373,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
             std[~(std > tiny)] = 1.0  # constant columns (or round-off) are not divided by ~0
             self.mean_, self.scale_ = mean, std
-        else:  # centred only, as PCA: the units of X, and a well-conditioned start
-            self.mean_, self.scale_ = mean, np.ones(n_features)
+        else:  # centred, as PCA: the units of X, and a well-conditioned start
+            self.mean_, self.scale_ = mean, common_scale(std, n_features)
         common = dict(activation=self.activation, dropout=self.dropout, generator=self._generator, device=self._device)
         encoder = mlp([n_features, *self._hidden, self._encoder_width()], **common)
         decoder = mlp([self.n_components, *reversed(self._hidden), n_features], **common)

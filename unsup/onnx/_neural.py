@@ -192,6 +192,8 @@ def convert(scope, operator, container):
     else:
         diff = g.op("Sub", rec, xs)
         loss = g.cast(g.reduce("ReduceMean", g.op("Mul", diff, diff), 1), np.float64)
+        if est._error_unit != 1.0:  # scale=False on extremely wide columns: back to the units of X
+            loss = g.op("Mul", loss, g.const(float(est._error_unit)))
     score = g.op("Neg", loss)
     g.identity(score, outs[2]) if dtype == np.float64 else g.cast(score, np.float32, out=outs[2])
     _outlier_labels(g, score, est.offset_, outs[3])
