@@ -161,6 +161,13 @@ class Autoencoder(BaseNeuralEstimator):
         *,
         hidden_layer_sizes=(128, 64),
         activation="relu",
+        architecture="mlp",
+        image_shape=None,
+        conv_channels=(16, 32),
+        kernel_size=3,
+        downsampling="pool",
+        upsampling="upsample",
+        skip_connections=False,
         kind="undercomplete",
         sparsity=1e-3,
         noise=0.2,
@@ -184,6 +191,13 @@ class Autoencoder(BaseNeuralEstimator):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.architecture = architecture
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
+        self.kernel_size = kernel_size
+        self.downsampling = downsampling
+        self.upsampling = upsampling
+        self.skip_connections = skip_connections
         self.kind = kind
         self.sparsity = sparsity
         self.noise = noise
@@ -211,8 +225,8 @@ class Autoencoder(BaseNeuralEstimator):
         return self._latent(self.encoder_(xs))
 
     def _batch_loss(self, xb):
-        z = self.encoder_(self._corrupt(xb))
-        diff = self.decoder_(self._latent(z)) - xb
+        z, skips = self._encode(self._corrupt(xb))
+        diff = self._decode(self._latent(z), skips) - xb
         return self._trimmed_mean((diff * diff).mean(dim=1)) + self._sparsity_penalty(z)
 
     def _sample_loss(self, xs):
