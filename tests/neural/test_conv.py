@@ -82,6 +82,15 @@ def test_image_shape_none_is_a_1d_signal_and_seeding_is_deterministic():
     assert conv.kernel_size == (1, 3) and a.encoder_.unflatten.unflattened_size == (1, 1, 10)
 
 
+def test_scale_standardises_each_channel():
+    X = rng.random((50, 3 * 4 * 5)) * np.repeat([1.0, 10.0, 100.0], 20)
+    ae = Autoencoder(n_components=2, architecture="conv", image_shape=(3, 4, 5), conv_channels=(4,), max_epochs=1,
+                     random_state=0).fit(X)
+    channels = X.reshape(50, 3, 20)
+    np.testing.assert_allclose(ae.mean_.reshape(3, 20), np.repeat(channels.mean(axis=(0, 2))[:, None], 20, axis=1))
+    np.testing.assert_allclose(ae.scale_.reshape(3, 20), np.repeat(channels.std(axis=(0, 2))[:, None], 20, axis=1))
+
+
 def test_conv_beats_nothing_it_should_not_and_learns_digits():
     # A real fit: the conv autoencoder reconstructs held-out digits better than their mean.
     ae = Autoencoder(n_components=8, architecture="conv", image_shape=SHAPE, max_epochs=30, random_state=0)

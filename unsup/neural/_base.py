@@ -162,6 +162,22 @@ def _check_conv_params(est, n_features):
     return shape, [int(c) for c in channels]
 
 
+def _channel_stats(mean, std, image_shape):
+    """Per-pixel means and deviations pooled per channel, repeated over the channel's pixels.
+
+    Images are standardised per channel (as image pipelines normalise them),
+    not per pixel: one shift and scale for all the pixels of a channel keeps
+    the spatial patterns the convolutions share weights over. The pooled
+    variance is the mean of the pixels' variances plus the variance of their
+    means (every pixel has the same number of rows).
+    """
+    c = image_shape[0]
+    m, s = mean.reshape(c, -1), std.reshape(c, -1)
+    channel_mean = m.mean(axis=1, keepdims=True)
+    channel_std = np.sqrt((s**2).mean(axis=1, keepdims=True) + ((m - channel_mean) ** 2).mean(axis=1, keepdims=True))
+    return np.broadcast_to(channel_mean, m.shape).ravel(), np.broadcast_to(channel_std, s.shape).ravel().copy()
+
+
 def _mlp_pair(est, n_features):
     """The fully connected encoder and its mirrored decoder (``architecture="mlp"``)."""
     common = dict(activation=est.activation, dropout=est.dropout, generator=est._generator, device=est._device)
@@ -446,6 +462,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         rows = self._device_rows(X)
         if self.scale:
             mean, std = _column_stats(X) if rows is None else _column_stats_on_device(rows)
+            if self.architecture == "conv":
+                mean, std = _channel_stats(mean, std, self._image_shape)
             tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
             std[~(std > tiny)] = 1.0  # constant columns (or round-off) are not divided by ~0
             self.mean_, self.scale_ = mean, std
