@@ -338,7 +338,7 @@ def plot_dendrogram(
     return ax
 
 
-__all__: list[str] = ["plot_dendrogram", "plot_latent", "plot_scores"]
+__all__: list[str] = ["plot_dendrogram", "plot_images", "plot_interpolation", "plot_latent", "plot_scores"]
 
 
 def _montage(images, image_shape, n_cols, pad):

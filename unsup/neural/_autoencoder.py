@@ -42,6 +42,34 @@ class Autoencoder(BaseNeuralEstimator):
         Hidden activation: ``"relu"``, ``"leaky_relu"``, ``"elu"``,
         ``"gelu"``, ``"silu"``, ``"tanh"``, ``"logistic"`` (``"sigmoid"``)
         or ``"identity"``.
+    architecture : {"mlp", "conv"}, default="mlp"
+        ``"mlp"``: the fully connected network of ``hidden_layer_sizes``.
+        ``"conv"``: a convolutional network for images (``docs/conv_autoencoder.md``):
+        one block per entry of ``conv_channels`` (a convolution and the
+        activation, downsampling by 2), a ``Linear`` to the code, and a
+        mirrored decoder; ``hidden_layer_sizes`` is then not used, and
+        ``scale=True`` standardises each channel rather than each pixel.
+    image_shape : tuple of 3 int or None, default=None
+        ``(C, H, W)`` of the images (``architecture="conv"``): each row of
+        ``X`` is an image flattened in C order, ``C * H * W == n_features``.
+        ``None``: each row is a 1-d signal, ``(1, 1, n_features)``.
+    conv_channels : int or tuple of int, default=(16, 32)
+        Output channels of each encoder block (``architecture="conv"``).
+    kernel_size : int, default=3
+        Side of the (odd, ``same``-padded) convolution filters.
+    downsampling : {"pool", "stride"}, default="pool"
+        Each encoder block halves the image with a 2x2 max-pool after its
+        convolution (``"pool"``) or with a stride-2 convolution (``"stride"``).
+    upsampling : {"upsample", "transpose"}, default="upsample"
+        Each decoder block doubles the image with nearest-neighbour
+        upsampling then a convolution (``"upsample"``) or with a stride-2
+        transposed convolution (``"transpose"``).
+    skip_connections : bool, default=False
+        U-Net style: each decoder block also receives the encoder's feature
+        map of its size. They bypass the bottleneck, so the reconstruction no
+        longer comes from the code alone: for denoising, not for
+        dimensionality reduction. ``transform`` still returns the bottleneck
+        code; ``inverse_transform`` is not available (use ``reconstruct``).
     kind : {"undercomplete", "sparse", "denoising"}, default="undercomplete"
         The training objective (table above).
     sparsity : float, default=1e-3
@@ -101,10 +129,12 @@ class Autoencoder(BaseNeuralEstimator):
 
     Attributes
     ----------
-    encoder_ : torch.nn.Sequential
-        ``n_features -> hidden_layer_sizes -> n_components``.
-    decoder_ : torch.nn.Sequential
-        ``n_components -> reversed(hidden_layer_sizes) -> n_features``.
+    encoder_ : torch.nn.Sequential or ConvEncoder
+        ``n_features -> hidden_layer_sizes -> n_components`` (with
+        ``architecture="conv"``: convolution blocks, then a ``Linear``).
+    decoder_ : torch.nn.Sequential or ConvDecoder
+        ``n_components -> reversed(hidden_layer_sizes) -> n_features`` (with
+        ``architecture="conv"``: a ``Linear``, then the mirrored blocks).
     latent_quantizer_ : torch.nn.Module or None
         The fake quantizer of the code (``qat`` with ``latent``), else None.
     mean_ : ndarray of shape (n_features_in_,)

@@ -791,7 +791,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Out
         """A post-training-quantized copy of this fitted estimator.
 
         Every ``Linear`` layer of the encoder and the decoder gets per-channel
-        symmetric integer weights of ``n_bits`` bits (stored as int8), and
+        symmetric integer weights of ``n_bits`` bits (stored as int8), every
+        ``Conv2d`` and ``ConvTranspose2d`` per output channel (per filter), and
         activation ranges calibrated by running ``X_calibration`` through the
         network: the encoder on ``X_calibration``, the decoder on the
         quantized encoder's codes of it. The copy's ``transform``,

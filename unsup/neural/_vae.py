@@ -59,13 +59,16 @@ class VariationalAutoencoder(BaseNeuralEstimator):
         with fewer, less noisy steps the VAE's anomaly scores were better on
         the same ADBench datasets (mean ROC AUC 0.91 against 0.90, with the
         default ``trim_fraction``).
-    hidden_layer_sizes, activation, kind, sparsity, noise, corruption, dropout, \
+    hidden_layer_sizes, activation, architecture, image_shape, conv_channels, \
+kernel_size, downsampling, upsampling, skip_connections, kind, sparsity, noise, corruption, dropout, \
 max_epochs, learning_rate, weight_decay, early_stopping, \
 validation_fraction, n_iter_no_change, contamination, trim_fraction, scale, qat, device, \
 random_state, verbose
         As :class:`Autoencoder`. With ``kind="sparse"`` the L1 penalty is on
         the posterior mean; with ``kind="denoising"`` the encoder sees the
-        corrupted row and the loss compares with the clean one.
+        corrupted row and the loss compares with the clean one. With
+        ``skip_connections=True`` neither ``inverse_transform`` nor
+        ``sample`` is available (the decoder needs the encoder's feature maps).
 
     Attributes
     ----------
