@@ -55,7 +55,7 @@ def test_shapes_of_every_kind_and_block(cls, kind, down, up):
 
 
 def test_transform_is_the_plain_torch_network_on_c_order_images():
-    ae = Autoencoder(n_components=4, scale=False, **{**SMALL, "image_shape": (1, 8, 8)}).fit(X_TRAIN)
+    ae = Autoencoder(n_components=4, scale=False, downsampling="pool", upsampling="upsample", **SMALL).fit(X_TRAIN)
     enc, dec = ae.encoder_, ae.decoder_
     c1, c2, lin = enc.blocks[0][0], enc.blocks[1][0], enc.head[1]
     x = torch.from_numpy(X_TEST.astype(np.float32)).reshape(-1, 1, 8, 8)
@@ -91,9 +91,9 @@ def test_scale_standardises_each_channel():
     np.testing.assert_allclose(ae.scale_.reshape(3, 20), np.repeat(channels.std(axis=(0, 2))[:, None], 20, axis=1))
 
 
-def test_conv_beats_nothing_it_should_not_and_learns_digits():
+def test_conv_learns_digits():
     # A real fit: the conv autoencoder reconstructs held-out digits better than their mean.
-    ae = Autoencoder(n_components=8, architecture="conv", image_shape=SHAPE, max_epochs=30, random_state=0)
+    ae = Autoencoder(n_components=8, architecture="conv", image_shape=SHAPE, max_epochs=10, random_state=0)
     ae.fit(X_TRAIN)
     mse = np.mean((ae.reconstruct(X_TEST) - X_TEST) ** 2)
     baseline = np.mean((X_TRAIN.mean(axis=0) - X_TEST) ** 2)
@@ -125,7 +125,9 @@ def test_skip_connections_bypass_the_bottleneck(cls):
     skip = cls(skip_connections=True, **params).fit(X_TRAIN)
     assert skip.transform(X_TEST).shape == (len(X_TEST), 2)  # the bottleneck code, as without skips
     # the feature maps carry what a 2-number code cannot: far better reconstructions
-    assert skip.reconstruction_error(X_TEST).mean() < 0.7 * plain.reconstruction_error(X_TEST).mean()
+    # (less so in a VAE, whose KL term also pulls the reconstructions towards typical digits)
+    ratio = 0.7 if cls is Autoencoder else 0.85
+    assert skip.reconstruction_error(X_TEST).mean() < ratio * plain.reconstruction_error(X_TEST).mean()
     assert not hasattr(skip, "inverse_transform")  # a code alone cannot be decoded
     if cls is VariationalAutoencoder:
         assert not hasattr(skip, "sample")
@@ -176,8 +178,9 @@ def conv_model():
 
 def test_quantize_gives_int8_filters_small_and_close(conv_model):
     q = conv_model.quantize(X_TRAIN)
-    convs = _conv_layers(q.encoder_, QuantizedConv2d) + _conv_layers(q.decoder_, QuantizedConv2d)
+    convs = _conv_layers(q.encoder_, QuantizedConv2d) + _conv_layers(q.decoder_, QuantizedConvTranspose2d)
     assert len(convs) == 4 and not _conv_layers(q.encoder_, torch.nn.Conv2d)
+    assert not _conv_layers(q.decoder_, torch.nn.ConvTranspose2d)
     for layer in convs:
         assert layer.weight_codes.dtype == torch.int8
         assert layer.weight_scale.shape == (layer.out_channels,)  # one scale per filter

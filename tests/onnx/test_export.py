@@ -43,7 +43,8 @@ _DIGITS = load_digits().data
 DIGITS_FIT, DIGITS_TEST = _DIGITS[:250], _DIGITS[250:650]
 DATASETS = {"random": (RANDOM[:100], RANDOM[100:]), "digits": (DIGITS_FIT, DIGITS_TEST)}
 
-INSTANCES = list(estimator_instances())
+# The convolutional networks have no converter (test_conv_architecture_is_refused).
+INSTANCES = [e for e in estimator_instances() if getattr(e, "architecture", "mlp") == "mlp"]
 
 
 def _id(est):
@@ -301,3 +302,12 @@ def test_extreme_finite_inputs_score_and_label_as_unsup(cls):
     ref = expected(est, X)
     assert np.all(np.isfinite(ref[-2])) and np.all(ref[-1][5:] == -1)
     assert_outputs(got, ref, rtol=1e-5)
+
+
+def test_conv_architecture_is_refused():
+    from unsup.neural import Autoencoder
+
+    est = Autoencoder(2, architecture="conv", image_shape=(1, 8, 8), conv_channels=(4,), max_epochs=1,
+                      random_state=0).fit(DIGITS_FIT[:, :64])
+    with pytest.raises(ExportError, match="architecture='conv' cannot be exported"):
+        to_onnx(est, DIGITS_FIT[:5].astype(np.float32))
