@@ -39,6 +39,8 @@ else:
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, random_state=0)
+if FAST:
+    X_train, y_train = X_train[:400], y_train[:400]
 conv = dict(architecture="conv", image_shape=(1, 8, 8), random_state=0, **epochs)
 
 
