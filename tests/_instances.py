@@ -25,6 +25,15 @@ TEST_PARAMS: dict[str, dict] = {
 # Further instances of an estimator whose code paths differ by parameter: the
 # common checks run on each (the hand-written centre rules, the mini-batch path).
 VARIANTS: dict[str, list[dict]] = {
+    # Convolutional networks: one block (the checks' X has as few as 2 features, each row a
+    # 1-d signal with image_shape=None); strided + transposed convolutions (the defaults), and
+    # pooling + upsampling with skip connections (no inverse_transform: the decoder needs the feature maps).
+    "Autoencoder": [
+        {"architecture": "conv", "conv_channels": (4,)},
+        {"architecture": "conv", "conv_channels": (4,), "downsampling": "pool", "upsampling": "upsample",
+         "skip_connections": True},
+    ],
+    "VariationalAutoencoder": [{"architecture": "conv", "conv_channels": (4,)}],
     # Each covariance type has its own E and M step kernels (full is the default).
     "GaussianMixture": [{"covariance_type": "tied"}, {"covariance_type": "diag"}, {"covariance_type": "spherical"}],
     "KMeans": [

@@ -105,3 +105,39 @@ def test_plot_scores_with_labels(labels):
 def test_plot_scores_needs_1d_scores():
     with pytest.raises(ValueError, match="1-d array of scores"):
         plot_scores(rng.standard_normal((5, 2)))
+
+
+# ------------------------------------------------------------ images
+
+
+def test_plot_images_tiles_c_order_rows():
+    from unsup.plotting import plot_images
+
+    imgs = np.arange(5 * 12, dtype=float).reshape(5, 12)  # five 1x3x4 images
+    ax = plot_images(imgs, (1, 3, 4), n_cols=3, pad=1)
+    grid = ax.images[0].get_array()
+    assert grid.shape == (3 + 1 + 3, 3 * 4 + 2)
+    np.testing.assert_array_equal(grid[:3, :4], imgs[0].reshape(3, 4))
+    np.testing.assert_array_equal(grid[4:7, 5:9], imgs[4].reshape(3, 4))  # second row, second column
+    assert grid.mask[3].all() and grid.mask[4:7, 10:].all()  # padding and the empty sixth tile
+    rgb = np.random.default_rng(0).random((2, 3 * 2 * 2))
+    arr = plot_images(rgb, (3, 2, 2), n_cols=2, pad=0).images[0].get_array()
+    np.testing.assert_allclose(arr[:, 2:], rgb[1].reshape(3, 2, 2).transpose(1, 2, 0))
+    with pytest.raises(ValueError, match="image_shape must be"):
+        plot_images(imgs, (1, 4, 4))
+
+
+def test_plot_interpolation_decodes_the_straight_line_between_codes():
+    from unsup.plotting import plot_interpolation
+
+    X = rng.standard_normal((60, 16))
+    ae = Autoencoder(2, architecture="conv", image_shape=(1, 4, 4), conv_channels=(4,), max_epochs=3,
+                     random_state=0).fit(X)
+    ax = plot_interpolation(ae, X[0], X[1], n_steps=5, pad=0)
+    grid = ax.images[0].get_array()
+    z = ae.transform(X[:2])
+    mid = ae.inverse_transform(((z[0] + z[1]) / 2)[None])[0]
+    np.testing.assert_allclose(grid[:, 8:12], mid.reshape(4, 4), rtol=1e-6)
+    np.testing.assert_allclose(grid[:, :4], ae.inverse_transform(z[:1])[0].reshape(4, 4), rtol=1e-6)
+    with pytest.raises(ValueError, match="n_steps must be"):
+        plot_interpolation(ae, X[0], X[1], n_steps=1)

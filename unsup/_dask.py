@@ -1414,17 +1414,9 @@ def fit_neural(estimator, X, y=None):
     A, _, blocks, summary, names = _prepare_fit(estimator, X, None, min_samples=2)
     n, d = A.shape
     work = clone(estimator)
-    work._check_params_vs_input()
+    work._check_params_vs_input(d)
     work._initialise(np.zeros((2, d), dtype=A.dtype))  # modules, generators: the statistics come next
-    if work.scale:
-        std = np.sqrt(summary.var)
-        tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(summary.mean), 1.0)
-        std[~(std > tiny)] = 1.0
-        work.mean_, work.scale_ = summary.mean.copy(), std
-    else:
-        from unsup.neural._base import common_scale
-
-        work.mean_, work.scale_ = summary.mean.copy(), common_scale(np.sqrt(summary.var), d)
+    work._set_scaling(summary.mean.copy(), np.sqrt(summary.var))
     seed = int(torch.randint(0, np.iinfo(np.int32).max, (1,), generator=work._generator))
     fraction = work.validation_fraction if work.early_stopping else 0.0
     p = min(fraction, _MAX_VALIDATION_ROWS / n)

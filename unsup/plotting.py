@@ -365,6 +365,9 @@ def plot_dendrogram(
     return ax
 
 
+__all__: list[str] = ["plot_dendrogram", "plot_images", "plot_interpolation", "plot_latent", "plot_scores"]
+
+
 def _cut_height(Z, color_threshold, n_clusters):
     """(height, clusters) of the line that shows the cut, or None.
 
@@ -384,4 +387,133 @@ def _cut_height(Z, color_threshold, n_clusters):
     return (kept + float(heights[n - n_clusters])) / 2.0, int(n_clusters)
 
 
-__all__: list[str] = ["plot_dendrogram", "plot_latent", "plot_scores"]
+def _montage(images, image_shape, n_cols, pad):
+    """Rows of flattened images (C order) tiled into one (rows, cols[, 3]) array, ``nan`` between tiles."""
+    import numpy as np
+
+    images = np.asarray(images, dtype=float)
+    if images.ndim == 1:
+        images = images[None, :]
+    if images.ndim != 2 or images.shape[0] == 0:
+        raise ValueError(f"images must be a 2-d array of flattened images with at least one row; got shape {images.shape}.")
+    shape = tuple(int(s) for s in image_shape) if image_shape is not None else None
+    if shape is not None and len(shape) == 2:
+        shape = (1, *shape)
+    if shape is None or len(shape) != 3 or shape[0] not in (1, 3) or np.prod(shape) != images.shape[1]:
+        raise ValueError(
+            f"image_shape must be (H, W), (1, H, W) or (3, H, W) with H * W * C = n_features = {images.shape[1]}; "
+            f"got {image_shape!r}."
+        )
+    c, h, w = shape
+    n = len(images)
+    n_cols = min(n, 8) if n_cols is None else int(n_cols)
+    if n_cols < 1:
+        raise ValueError(f"n_cols must be a positive int; got {n_cols!r}.")
+    n_rows = -(-n // n_cols)
+    tiles = images.reshape(n, c, h, w).transpose(0, 2, 3, 1)  # (n, H, W, C)
+    out = np.full((n_rows * (h + pad) - pad, n_cols * (w + pad) - pad, c), np.nan)
+    for i, tile in enumerate(tiles):
+        r, col = divmod(i, n_cols)
+        out[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = tile
+    return out[..., 0] if c == 1 else out
+
+
+def plot_images(images, image_shape, *, n_cols=None, pad=1, ax=None, cmap="gray_r", **imshow_kwargs):
+    """Draw flattened images (rows of ``X``, C order) as one grid, on one axes.
+
+    The images are tiled row by row, ``n_cols`` a row, ``pad`` pixels of
+    background between them, and drawn with a single ``imshow``: grey images
+    with ``cmap`` and a shared colour scale, colour images (``C = 3``) as RGB,
+    clipped to [0, 1] (divide 8-bit pixels by 255 first).
+
+    Parameters
+    ----------
+    images : array-like of shape (n_images, n_features)
+        Flattened images, e.g. rows of ``X``, ``reconstruct(X)`` or ``sample(16)``.
+    image_shape : tuple of int
+        ``(H, W)``, ``(1, H, W)`` or ``(3, H, W)``, as ``image_shape`` of the
+        convolutional estimators.
+    n_cols : int, default=None
+        Images per row (default: up to 8).
+    pad : int, default=1
+        Pixels between images.
+    ax : matplotlib Axes, default=None
+        Where to draw (default: a new figure).
+    cmap : str, default="gray_r"
+        Of grey images (dark strokes on white, as the digits).
+    **imshow_kwargs
+        Passed to ``ax.imshow``.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from unsup.plotting import plot_images
+    >>> ax = plot_images(np.arange(8 * 64).reshape(8, 64), (8, 8), n_cols=4)
+    >>> ax.images[0].get_array().shape   # 2 rows of 4 digits, 1 pixel apart
+    (17, 35)
+    """
+    import numpy as np
+
+    grid = _montage(images, image_shape, n_cols, int(pad))
+    ax = _axes(ax)
+    if grid.ndim == 3:
+        rgb = np.clip(np.nan_to_num(grid, nan=1.0), 0.0, 1.0)
+        ax.imshow(rgb, **imshow_kwargs)
+    else:
+        ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, **imshow_kwargs)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def plot_interpolation(estimator, x_a, x_b, n_steps=8, image_shape=None, *, ax=None, **kwargs):
+    """Decode the straight line between the codes of two images: the "smooth transition" figure.
+
+    The codes ``z_a = transform(x_a)`` and ``z_b = transform(x_b)`` (a VAE's
+    posterior means) are mixed, ``z_t = (1 - t) z_a + t z_b`` for ``n_steps``
+    values of ``t`` from 0 to 1, decoded with ``inverse_transform`` and drawn
+    in one row by :func:`plot_images`. Works for any fitted estimator with
+    ``transform`` and ``inverse_transform`` (an :class:`~unsup.neural.Autoencoder`
+    too; a VAE's latent space is the one trained to be smooth).
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    x_a, x_b : array-like of shape (n_features,)
+        The two images, flattened as the rows of ``X``.
+    n_steps : int, default=8
+        Images drawn, ends included (at least 2).
+    image_shape : tuple of int, default=None
+        As :func:`plot_images`; default: the estimator's ``image_shape``.
+    ax : matplotlib Axes, default=None
+    **kwargs
+        Passed to :func:`plot_images`.
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    import numpy as np
+
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 2:
+        raise ValueError(f"n_steps must be an int of at least 2; got {n_steps!r}.")
+    if not hasattr(estimator, "inverse_transform"):
+        raise ValueError(
+            f"plot_interpolation needs an estimator with inverse_transform; {type(estimator).__name__} has none "
+            "(an autoencoder with skip_connections=True cannot decode a code alone)."
+        )
+    if image_shape is None:
+        image_shape = getattr(estimator, "image_shape", None)
+        if image_shape is None:
+            raise ValueError("image_shape is needed: the estimator has no image_shape of its own.")
+    ends = np.vstack([np.ravel(np.asarray(x_a, dtype=float)), np.ravel(np.asarray(x_b, dtype=float))])
+    z_a, z_b = estimator.transform(ends)
+    t = np.linspace(0.0, 1.0, int(n_steps))[:, None]
+    images = estimator.inverse_transform((1.0 - t) * z_a + t * z_b)
+    return plot_images(images, image_shape, n_cols=int(n_steps), ax=ax, **kwargs)

@@ -43,7 +43,8 @@ _DIGITS = load_digits().data
 DIGITS_FIT, DIGITS_TEST = _DIGITS[:250], _DIGITS[250:650]
 DATASETS = {"random": (RANDOM[:100], RANDOM[100:]), "digits": (DIGITS_FIT, DIGITS_TEST)}
 
-INSTANCES = list(estimator_instances())
+# The convolutional networks have no converter (test_conv_architecture_is_refused).
+INSTANCES = [e for e in estimator_instances() if getattr(e, "architecture", "mlp") == "mlp"]
 
 
 def _id(est):
@@ -311,3 +312,12 @@ def test_unscaled_model_of_extremely_wide_columns_exports_its_units(cls):
     est = cls(2, hidden_layer_sizes=(8,), max_epochs=3, scale=False, random_state=0).fit(X)
     assert est.scale_[0] > 1e36 and len(set(est.scale_)) == 1
     assert_outputs(run(to_onnx(est, X[:1]), X), expected(est, X), rtol=1e-5)
+
+
+def test_conv_architecture_is_refused():
+    from unsup.neural import Autoencoder
+
+    est = Autoencoder(2, architecture="conv", image_shape=(1, 8, 8), conv_channels=(4,), max_epochs=1,
+                      random_state=0).fit(DIGITS_FIT[:, :64])
+    with pytest.raises(ExportError, match="architecture='conv' cannot be exported"):
+        to_onnx(est, DIGITS_FIT[:5].astype(np.float32))

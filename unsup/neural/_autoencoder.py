@@ -45,6 +45,40 @@ class Autoencoder(BaseNeuralEstimator):
         Hidden activation: ``"relu"``, ``"leaky_relu"``, ``"elu"``,
         ``"gelu"``, ``"silu"``, ``"tanh"``, ``"logistic"`` (``"sigmoid"``)
         or ``"identity"``.
+    architecture : {"mlp", "conv"}, default="mlp"
+        ``"mlp"``: the fully connected network of ``hidden_layer_sizes``.
+        ``"conv"``: a convolutional network for images (``docs/conv_autoencoder.md``):
+        one block per entry of ``conv_channels`` (a convolution and the
+        activation, downsampling by 2), a ``Linear`` to the code, and a
+        mirrored decoder; ``hidden_layer_sizes`` is then not used, and
+        ``scale=True`` standardises each channel rather than each pixel.
+    image_shape : tuple of 3 int or None, default=None
+        ``(C, H, W)`` of the images (``architecture="conv"``): each row of
+        ``X`` is an image flattened in C order, ``C * H * W == n_features``.
+        ``None``: each row is a 1-d signal, ``(1, 1, n_features)``.
+    conv_channels : int or tuple of int, default=(24, 48)
+        Output channels of each encoder block (``architecture="conv"``).
+        The default was tuned on the digits (``benchmarks/bench_conv.py``):
+        it reconstructs better than the fully connected default with fewer
+        parameters (24,537 against 34,248 for 8x8 images and 8 components).
+    kernel_size : int, default=3
+        Side of the (odd, ``same``-padded) convolution filters.
+    downsampling : {"pool", "stride"}, default="stride"
+        Each encoder block halves the image with a 2x2 max-pool after its
+        convolution (``"pool"``) or with a stride-2 convolution (``"stride"``).
+    upsampling : {"upsample", "transpose"}, default="transpose"
+        Each decoder block doubles the image with nearest-neighbour
+        upsampling then a convolution (``"upsample"``) or with a stride-2
+        transposed convolution (``"transpose"``). The learned resampling of
+        the defaults (``"stride"``, ``"transpose"``) reconstructed the digits
+        better than pooling and upsampling (held-out MSE 4.09 against 4.48
+        with the same channels).
+    skip_connections : bool, default=False
+        U-Net style: each decoder block also receives the encoder's feature
+        map of its size. They bypass the bottleneck, so the reconstruction no
+        longer comes from the code alone: for denoising, not for
+        dimensionality reduction. ``transform`` still returns the bottleneck
+        code; ``inverse_transform`` is not available (use ``reconstruct``).
     kind : {"undercomplete", "sparse", "denoising"}, default="undercomplete"
         The training objective (table above).
     sparsity : float, default=1e-3
@@ -123,10 +157,12 @@ class Autoencoder(BaseNeuralEstimator):
 
     Attributes
     ----------
-    encoder_ : torch.nn.Sequential
-        ``n_features -> hidden_layer_sizes -> n_components``.
-    decoder_ : torch.nn.Sequential
-        ``n_components -> reversed(hidden_layer_sizes) -> n_features``.
+    encoder_ : torch.nn.Sequential or ConvEncoder
+        ``n_features -> hidden_layer_sizes -> n_components`` (with
+        ``architecture="conv"``: convolution blocks, then a ``Linear``).
+    decoder_ : torch.nn.Sequential or ConvDecoder
+        ``n_components -> reversed(hidden_layer_sizes) -> n_features`` (with
+        ``architecture="conv"``: a ``Linear``, then the mirrored blocks).
     latent_quantizer_ : torch.nn.Module or None
         The fake quantizer of the code (``qat`` with ``latent``), else None.
     mean_ : ndarray of shape (n_features_in_,)
@@ -184,6 +220,13 @@ class Autoencoder(BaseNeuralEstimator):
         *,
         hidden_layer_sizes=(256, 128),
         activation="relu",
+        architecture="mlp",
+        image_shape=None,
+        conv_channels=(24, 48),
+        kernel_size=3,
+        downsampling="stride",
+        upsampling="transpose",
+        skip_connections=False,
         kind="undercomplete",
         sparsity=1e-3,
         noise=0.2,
@@ -208,6 +251,13 @@ class Autoencoder(BaseNeuralEstimator):
         self.n_components = n_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.architecture = architecture
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
+        self.kernel_size = kernel_size
+        self.downsampling = downsampling
+        self.upsampling = upsampling
+        self.skip_connections = skip_connections
         self.kind = kind
         self.sparsity = sparsity
         self.noise = noise
@@ -236,8 +286,8 @@ class Autoencoder(BaseNeuralEstimator):
         return self._latent(self.encoder_(xs))
 
     def _batch_loss(self, xb):
-        z = self.encoder_(self._corrupt(xb))
-        diff = self.decoder_(self._latent(z)) - xb
+        z, skips = self._encode(self._corrupt(xb))
+        diff = self._decode(self._latent(z), skips) - xb
         return self._trimmed_mean((diff * diff).mean(dim=1)) + self._sparsity_penalty(z)
 
     def _sample_loss(self, xs):

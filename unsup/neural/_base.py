@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_array, check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
@@ -129,6 +130,105 @@ def _column_stats_on_device(rows):
     return mean.cpu().numpy(), torch.sqrt(squares / n).cpu().numpy()
 
 
+def _check_conv_params(est, n_features):
+    """``(image_shape, conv_channels)`` of ``architecture="conv"``, validated against ``n_features``."""
+    from unsup.neural._conv import conv_sizes
+
+    name = type(est).__name__
+    shape = est.image_shape
+    if shape is None:
+        shape, inferred = (1, 1, n_features), True
+    else:
+        inferred = False
+        shape = tuple(shape) if not isinstance(shape, str) else shape
+        if not (
+            isinstance(shape, tuple)
+            and len(shape) == 3
+            and all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in shape)
+        ):
+            raise ValueError(
+                f"image_shape must be None or a tuple of three positive ints (C, H, W), got {est.image_shape!r}."
+            )
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != n_features:
+            raise ValueError(
+                f"X has {n_features} features, but {name} is expecting {math.prod(shape)} features "
+                f"as input: image_shape={shape} holds C * H * W = {math.prod(shape)} values per row "
+                "(images flattened in C order)."
+            )
+    channels = est.conv_channels
+    channels = [channels] if isinstance(channels, Integral) else list(channels)
+    if not channels or not all(isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
+        raise ValueError(
+            f"conv_channels must be a positive int or a non-empty sequence of positive ints, got {est.conv_channels!r}."
+        )
+    if est.kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (the convolutions keep the size), got {est.kernel_size}.")
+    try:
+        conv_sizes(shape, len(channels))
+    except ValueError as exc:
+        if inferred:
+            raise ValueError(
+                f"{exc} With image_shape=None each row is a 1-d signal of n_features={n_features} values, "
+                f"image_shape=(1, 1, {n_features}); pass image_shape=(C, H, W) for images."
+            ) from None
+        raise
+    return shape, [int(c) for c in channels]
+
+
+def _channel_stats(mean, std, image_shape):
+    """Per-pixel means and deviations pooled per channel, repeated over the channel's pixels.
+
+    Images are standardised per channel (as image pipelines normalise them),
+    not per pixel: one shift and scale for all the pixels of a channel keeps
+    the spatial patterns the convolutions share weights over. The pooled
+    variance is the mean of the pixels' variances plus the variance of their
+    means (every pixel has the same number of rows).
+    """
+    c = image_shape[0]
+    m, s = mean.reshape(c, -1), std.reshape(c, -1)
+    channel_mean = m.mean(axis=1, keepdims=True)
+    channel_std = np.sqrt((s**2).mean(axis=1, keepdims=True) + ((m - channel_mean) ** 2).mean(axis=1, keepdims=True))
+    return np.broadcast_to(channel_mean, m.shape).ravel(), np.broadcast_to(channel_std, s.shape).ravel().copy()
+
+
+def _mlp_pair(est, n_features):
+    """The fully connected encoder and its mirrored decoder (``architecture="mlp"``)."""
+    common = dict(activation=est.activation, dropout=est.dropout, generator=est._generator, device=est._device)
+    encoder = mlp([n_features, *est._hidden, est._encoder_width()], **common)
+    decoder = mlp([est.n_components, *reversed(est._hidden), n_features], **common)
+    return encoder, decoder
+
+
+def _conv_pair(est, n_features):
+    """The convolutional encoder and its mirrored decoder (``architecture="conv"``)."""
+    from unsup.neural._conv import conv_autoencoder
+
+    return conv_autoencoder(
+        est._image_shape,
+        est._channels,
+        n_components=est.n_components,
+        encoder_width=est._encoder_width(),
+        kernel_size=est.kernel_size,
+        downsampling=est.downsampling,
+        upsampling=est.upsampling,
+        activation=est.activation,
+        dropout=est.dropout,
+        skip_connections=est.skip_connections,
+        generator=est._generator,
+        device=est._device,
+    )
+
+
+#: The module factory of each ``architecture``: ``(estimator, n_features) -> (encoder, decoder)``.
+_ARCHITECTURES = {"mlp": _mlp_pair, "conv": _conv_pair}
+
+
+def _decodes_codes(est) -> bool:
+    """Whether the decoder works from a code alone (not with skip connections)."""
+    return not (est.architecture == "conv" and est.skip_connections)
+
+
 class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ScoreOffsetOutlierMixin, BaseEstimator):
     """Shared machinery of :class:`Autoencoder` and :class:`VariationalAutoencoder`.
 
@@ -140,6 +240,13 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "architecture": [StrOptions({"mlp", "conv"})],
+        "image_shape": ["array-like", None],
+        "conv_channels": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "kernel_size": [Interval(Integral, 1, None, closed="left")],
+        "downsampling": [StrOptions({"pool", "stride"})],
+        "upsampling": [StrOptions({"upsample", "transpose"})],
+        "skip_connections": ["boolean"],
         "kind": [StrOptions({"undercomplete", "sparse", "denoising"})],
         "sparsity": [Interval(Real, 0, None, closed="left")],
         "noise": [Interval(Real, 0, None, closed="left")],
@@ -200,8 +307,10 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             )
         return [int(s) for s in sizes]
 
-    def _check_params_vs_input(self):
+    def _check_params_vs_input(self, n_features):
         self._hidden = self._check_hidden_layer_sizes()
+        if self.architecture == "conv":
+            self._image_shape, self._channels = _check_conv_params(self, n_features)
         if self.kind == "denoising" and self.corruption == "masking" and self.noise >= 1:
             raise ValueError(
                 f"noise={self.noise} with corruption='masking' is the fraction of inputs "
@@ -289,11 +398,18 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             return torch.empty((0,))
         return torch.cat(outs)
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder_(z)
+    def _encode(self, xs: torch.Tensor):
+        """The encoder's raw output and, with skip connections, its feature maps (else None)."""
+        if _decodes_codes(self):
+            return self.encoder_(xs), None
+        return self.encoder_(xs, return_skips=True)
+
+    def _decode(self, z: torch.Tensor, skips=None) -> torch.Tensor:
+        return self.decoder_(z) if skips is None else self.decoder_(z, skips)
 
     def _reconstruct_std(self, xs: torch.Tensor) -> torch.Tensor:
-        return self._decode(self._code(xs))
+        out, skips = self._encode(xs)
+        return self._decode(self._latent(self._split_code(out)), skips)
 
     def _errors(self, xs: torch.Tensor) -> torch.Tensor:
         """Per-sample mean squared error of the reconstruction, as float64.
@@ -368,16 +484,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         self._generator, self._device_generator = make_generators(seed, self._device)
         n_features = X.shape[1]
         rows = self._device_rows(X)
-        mean, std = _column_stats(X) if rows is None else _column_stats_on_device(rows)
-        if self.scale:
-            tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
-            std[~(std > tiny)] = 1.0  # constant columns (or round-off) are not divided by ~0
-            self.mean_, self.scale_ = mean, std
-        else:  # centred, as PCA: the units of X, and a well-conditioned start
-            self.mean_, self.scale_ = mean, common_scale(std, n_features)
-        common = dict(activation=self.activation, dropout=self.dropout, generator=self._generator, device=self._device)
-        encoder = mlp([n_features, *self._hidden, self._encoder_width()], **common)
-        decoder = mlp([self.n_components, *reversed(self._hidden), n_features], **common)
+        self._set_scaling(*(_column_stats(X) if rows is None else _column_stats_on_device(rows)))
+        encoder, decoder = _ARCHITECTURES[self.architecture](self, n_features)
         config = self._qat_config
         latent_quantizer = None
         if config is not None:
@@ -394,6 +502,23 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         self.best_loss_ = np.inf
         self.n_iter_ = 0
         return rows
+
+    def _set_scaling(self, mean, std):
+        """``mean_`` and ``scale_`` from the columns' means and standard deviations (float64).
+
+        Standardised with ``scale=True`` (a constant column is only centred),
+        else centred, as PCA centres (one power-of-two divisor for extremely
+        wide columns: :func:`common_scale`). Convolutional networks take one
+        shift and scale per channel, not per pixel.
+        """
+        if self.architecture == "conv":
+            mean, std = _channel_stats(mean, std, self._image_shape)
+        if self.scale:
+            tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
+            std = np.where(std > tiny, std, 1.0)  # constant columns (or round-off) are not divided by ~0
+            self.mean_, self.scale_ = mean, std
+        else:
+            self.mean_, self.scale_ = mean, common_scale(std, len(mean))
 
     def _modules(self):
         return [self.encoder_, self.decoder_, self.latent_quantizer_]
@@ -489,7 +614,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             The fitted estimator.
         """
         X = self._validate(X, reset=True)
-        self._check_params_vs_input()
+        self._check_params_vs_input(X.shape[1])
         rows = self._initialise(X)
         xs = self._standardise(X, rows, clip=False)
         del rows
@@ -535,7 +660,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         X = self._validate(X, reset=first)
         rows = None
         if first:
-            self._check_params_vs_input()
+            self._check_params_vs_input(X.shape[1])
             rows = self._initialise(X)
         xs = self._standardise(X, rows, clip=False)
         self._train(xs, X_val=None, max_epochs=1, n_iter_no_change=2, warn=False)
@@ -558,8 +683,13 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         X = self._validate(X, reset=False)
         return self._map_rows(lambda xs: self._apply(self._code, xs), X, self.n_components, X.dtype)
 
+    @available_if(_decodes_codes)
     def inverse_transform(self, X):
         """Decode codes back to the input space.
+
+        Not available with ``skip_connections=True``: the decoder then needs
+        the encoder's feature maps, which a code does not carry (use
+        :meth:`reconstruct`).
 
         Parameters
         ----------
@@ -662,7 +792,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         """A post-training-quantized copy of this fitted estimator.
 
         Every ``Linear`` layer of the encoder and the decoder gets per-channel
-        symmetric integer weights of ``n_bits`` bits (stored as int8), and
+        symmetric integer weights of ``n_bits`` bits (stored as int8), every
+        ``Conv2d`` and ``ConvTranspose2d`` per output channel (per filter), and
         activation ranges calibrated by running ``X_calibration`` through the
         network: the encoder on ``X_calibration``, the decoder on the
         quantized encoder's codes of it. The copy's ``transform``,
@@ -693,9 +824,17 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         with thread_scope(self._modules(), min(xs.shape[0], _CHUNK), getattr(self, "n_jobs", None)):
             encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
             encoder.eval()
-            with torch.no_grad():
-                codes = self._latent(self._split_code(encoder(xs)))
-            decoder = q.quantize_model(self.decoder_, codes, n_bits=int(n_bits))
+            if _decodes_codes(self):
+                with torch.no_grad():
+                    codes = self._latent(self._split_code(encoder(xs)))
+                decoder = q.quantize_model(self.decoder_, codes, n_bits=int(n_bits))
+            else:  # the decoder also needs the quantized encoder's feature maps of each calibration batch
+
+                def forward(model, xb):
+                    out, skips = encoder(xb, return_skips=True)
+                    return model(self._latent(self._split_code(out)), skips)
+
+                decoder = q.quantize_model(self.decoder_, xs, n_bits=int(n_bits), forward=forward)
             decoder.eval()
         modules = {"encoder_": self.encoder_, "decoder_": self.decoder_}
         memo = {id(m): None for m in modules.values()}  # do not copy the float modules

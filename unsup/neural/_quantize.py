@@ -336,22 +336,24 @@ class FakeQuantLinear(torch.nn.Linear):
         return f"{super().extra_repr()}, n_bits={self.n_bits}"
 
 
-def _replace_linears(module: torch.nn.Module, make: Callable, skip: tuple = ()) -> torch.nn.Module:
-    """Replace, recursively and in place, every ``nn.Linear`` child by ``make(name, child)``.
+def _replace_linears(
+    module: torch.nn.Module, make: Callable, skip: tuple = (), types: tuple = (torch.nn.Linear,)
+) -> torch.nn.Module:
+    """Replace, recursively and in place, every child of ``types`` (``nn.Linear``) by ``make(name, child)``.
 
     ``name`` is the child's qualified name in the root module. Returns the
-    root, or its replacement when the root itself is a ``Linear``.
+    root, or its replacement when the root itself is of ``types``.
     """
 
     def visit(parent, prefix):
         for name, child in list(parent.named_children()):
             qualified = f"{prefix}{name}"
-            if isinstance(child, torch.nn.Linear) and not isinstance(child, skip):
+            if isinstance(child, types) and not isinstance(child, skip):
                 setattr(parent, name, make(qualified, child))
             else:
                 visit(child, qualified + ".")
 
-    if isinstance(module, torch.nn.Linear) and not isinstance(module, skip):
+    if isinstance(module, types) and not isinstance(module, skip):
         return make("", module)
     visit(module, "")
     return module
@@ -394,9 +396,13 @@ def prepare_qat(module: torch.nn.Module, config: dict | None) -> torch.nn.Module
     if config is None or not config["weights"]:
         return module
     n_bits = config["n_bits"]
-    return _replace_linears(
-        module, lambda _, lin: FakeQuantLinear.from_linear(lin, n_bits=n_bits), skip=(FakeQuantLinear,)
-    )
+
+    def make(_, layer):
+        if isinstance(layer, torch.nn.Linear):
+            return FakeQuantLinear.from_linear(layer, n_bits=n_bits)
+        return _conv_classes(layer)[0].from_conv(layer, n_bits=n_bits)
+
+    return _replace_linears(module, make, skip=_FAKE_QUANT_TYPES, types=_WEIGHT_TYPES)
 
 
 # ------------------------------------------------------------ latent fake quant
@@ -726,7 +732,7 @@ def _device_dtype(module: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
 def quantized_structure(
     module: torch.nn.Module, *, n_bits: int = 8, granularity: str = "per_channel", outliers: str = "float"
 ) -> torch.nn.Module:
-    """A copy of ``module`` with every ``Linear`` replaced by an uncalibrated :class:`QuantizedLinear`.
+    """A copy of ``module`` with every ``Linear`` (convolution) replaced by an uncalibrated :class:`QuantizedLinear` (``QuantizedConv2d``, ``QuantizedConvTranspose2d``).
 
     The layout of a quantized model with placeholder values (zero codes, unit
     scales), to restore one from its ``state_dict`` (e.g. when unpickling):
@@ -748,9 +754,10 @@ def quantized_structure(
     """
     n_bits = _check_n_bits(n_bits)
     model = copy.deepcopy(module)
-    model = _replace_linears(
-        model,
-        lambda _, lin: QuantizedLinear(
+    def make(_, lin):
+        if not isinstance(lin, torch.nn.Linear):  # a convolution
+            return _conv_classes(lin)[1](lin, n_bits=n_bits, granularity=granularity, outliers=outliers)
+        return QuantizedLinear(
             lin.in_features,
             lin.out_features,
             lin.bias is not None,
@@ -758,8 +765,9 @@ def quantized_structure(
             granularity=granularity,
             outliers=outliers,
             device=lin.weight.device,
-        ),
-    )
+        )
+
+    model = _replace_linears(model, make, types=_WEIGHT_TYPES)
     return model.eval()
 
 
@@ -869,12 +877,15 @@ def quantize_model(
         raise ValueError("X_calibration contains NaN or infinity.")
 
     model = copy.deepcopy(module).eval()
-    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, _WEIGHT_TYPES)]
     if not linears:
-        raise ValueError("The module has no torch.nn.Linear layer to quantize.")
-    observers = {
-        name: get_observer(observer, n_bits=n_bits, scheme="asymmetric", granularity=granularity, axis=-1)
-        for name, _ in linears
+        raise ValueError("The module has no torch.nn.Linear (or Conv2d, ConvTranspose2d) layer to quantize.")
+    observers = {  # the input's channel axis: the last for a Linear, 1 (of n, C, H, W) for a convolution
+        name: get_observer(
+            observer, n_bits=n_bits, scheme="asymmetric", granularity=granularity,
+            axis=-1 if isinstance(m, torch.nn.Linear) else 1,
+        )
+        for name, m in linears
     }
     hooks = [m.register_forward_pre_hook(_observing_hook(observers[name])) for name, m in linears]
     try:
@@ -893,14 +904,15 @@ def quantize_model(
     qparams = {name: obs.calculate_qparams() for name, obs in observers.items()}
     model = _replace_linears(
         model,
-        lambda name, lin: QuantizedLinear.from_linear(
-            lin,
+        lambda name, layer: _quantized_layer(
+            layer,
             n_bits=n_bits,
             input_scale=qparams[name][0],
             input_zero_point=qparams[name][1],
             granularity=granularity,
             outliers=outliers,
         ),
+        types=_WEIGHT_TYPES,
     )
     return model.eval()
 
@@ -932,3 +944,222 @@ def model_size_bytes(module: torch.nn.Module) -> int:
             seen.add(id(t))
             total += t.numel() * t.element_size()
     return int(total)
+
+
+# ------------------------------------------------------------------ convolutions
+
+
+def _weight_axis(layer: torch.nn.Module) -> int:
+    """The output-channel (per-filter) axis of a layer's weight: 1 for a transposed convolution.
+
+    ``Conv2d`` weights are ``(out, in, kh, kw)``, ``ConvTranspose2d`` weights
+    ``(in, out, kh, kw)``, ``Linear`` weights ``(out, in)``.
+    """
+    return 1 if isinstance(layer, (torch.nn.ConvTranspose2d, QuantizedConvTranspose2d)) else 0
+
+
+def _per_filter_minmax(weight: torch.Tensor, axis: int):
+    w = weight.detach().transpose(0, axis).reshape(weight.shape[axis], -1)
+    return w.amin(dim=1), w.amax(dim=1)
+
+
+def _per_filter_shape(weight: torch.Tensor, axis: int) -> tuple:
+    shape = [1] * weight.ndim
+    shape[axis] = weight.shape[axis]
+    return tuple(shape)
+
+
+_CONV_ATTRS = (
+    "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "transposed",
+    "output_padding", "groups", "padding_mode", "_reversed_padding_repeated_twice",
+)
+
+
+class _FakeQuantConvMixin:
+    """Per-filter symmetric fake quantization of a convolution's weight, as :class:`FakeQuantLinear`."""
+
+    @classmethod
+    def from_conv(cls, conv, *, n_bits: int = 8):
+        """A fake-quantized convolution that shares ``conv``'s parameter tensors."""
+        quant_range(n_bits, "symmetric")
+        new = cls.__new__(cls)
+        torch.nn.Module.__init__(new)
+        for key in _CONV_ATTRS:
+            if hasattr(conv, key):
+                setattr(new, key, getattr(conv, key))
+        new.weight = conv.weight
+        new.bias = conv.bias
+        new.n_bits = int(n_bits)
+        new.train(conv.training)
+        return new
+
+    def quantized_weight(self) -> torch.Tensor:
+        """``Ŵ``: the weight fake-quantized per output channel (straight-through gradient)."""
+        axis = _weight_axis(self)
+        lo, hi = _per_filter_minmax(self.weight, axis)
+        scale, zero_point = torch_qparams(lo, hi, n_bits=self.n_bits, scheme="symmetric")
+        shape = _per_filter_shape(self.weight, axis)
+        qmax = 2 ** (self.n_bits - 1) - 1
+        return _fake_quantize_on_device(self.weight, scale.reshape(shape), zero_point.reshape(shape), -qmax, qmax)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, n_bits={self.n_bits}"
+
+
+class FakeQuantConv2d(_FakeQuantConvMixin, torch.nn.Conv2d):
+    """A ``Conv2d`` whose weight is fake-quantized per filter in every forward pass (QAT).
+
+    Built with :meth:`from_conv`, sharing the parameters of a ``Conv2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, self.quantized_weight(), self.bias)
+
+
+class FakeQuantConvTranspose2d(_FakeQuantConvMixin, torch.nn.ConvTranspose2d):
+    """A ``ConvTranspose2d`` whose weight is fake-quantized per output channel (axis 1) in every pass.
+
+    Built with :meth:`from_conv`, sharing the parameters of a ``ConvTranspose2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv_transpose2d(
+            x, self.quantized_weight(), self.bias, self.stride, self.padding, self.output_padding,
+            self.groups, self.dilation,
+        )
+
+
+class _QuantizedConv(torch.nn.Module):
+    """A convolution with int8 weights per filter and a calibrated input quantizer.
+
+    As :class:`QuantizedLinear`, with the weight quantized per output channel
+    (axis 0 of a ``Conv2d`` weight, axis 1 of a ``ConvTranspose2d`` one) and
+    the input quantized per input channel (axis 1 of ``(n, C, H, W)``) or per
+    tensor; out-of-range inputs take the same floating-point outlier path.
+    """
+
+    _float_type: type = torch.nn.Conv2d
+
+    def __init__(self, conv, *, n_bits=8, granularity="per_channel", outliers="float"):
+        super().__init__()
+        quant_range(n_bits, "symmetric")
+        _check_option(granularity, ACTIVATION_GRANULARITIES, "granularity")
+        _check_option(outliers, OUTLIER_MODES, "outliers")
+        for key in _CONV_ATTRS:
+            if hasattr(conv, key):
+                setattr(self, key, getattr(conv, key))
+        self.n_bits, self.granularity, self.outliers = int(n_bits), granularity, outliers
+        weight = conv.weight.detach()
+        device = weight.device
+        axis = _weight_axis(conv)
+        shape = (conv.in_channels,) if granularity == "per_channel" else ()
+        self.register_buffer("weight_codes", torch.zeros(weight.shape, dtype=torch.int8, device=device))
+        self.register_buffer("weight_scale", torch.ones(weight.shape[axis], dtype=torch.float32, device=device))
+        has_bias = conv.bias is not None
+        self.register_buffer(
+            "bias", torch.zeros(conv.out_channels, dtype=torch.float32, device=device) if has_bias else None
+        )
+        self.register_buffer("input_scale", torch.ones(shape, dtype=torch.float32, device=device))
+        self.register_buffer("input_zero_point", torch.zeros(shape, dtype=torch.uint8, device=device))
+
+    @classmethod
+    def from_conv(cls, conv, *, n_bits=8, input_scale=1.0, input_zero_point=0, granularity="per_channel",
+                  outliers="float"):
+        """Quantize ``conv``'s weight per filter (min-max, symmetric); set the input quantizer."""
+        new = cls(conv, n_bits=n_bits, granularity=granularity, outliers=outliers)
+        weight = conv.weight.detach()
+        axis = _weight_axis(conv)
+        lo, hi = _per_filter_minmax(weight, axis)
+        scale, _ = calculate_qparams(
+            lo.double().cpu().numpy(), hi.double().cpu().numpy(), n_bits=n_bits, scheme="symmetric"
+        )
+        with torch.no_grad():
+            new.weight_codes.copy_(quantize(weight, scale, 0, n_bits=n_bits, scheme="symmetric", axis=axis))
+            new.weight_scale.copy_(torch.from_numpy(scale))
+            if conv.bias is not None:
+                new.bias.copy_(conv.bias.detach())
+        new.set_input_qparams(input_scale, input_zero_point)
+        return new
+
+    set_input_qparams = QuantizedLinear.set_input_qparams
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight ``s_w ⊙ W_q`` (float32, the float layer's shape)."""
+        return dequantize(self.weight_codes, self.weight_scale, 0, axis=_weight_axis(self))
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x̂``: the input through its quantizer (out-of-range values as ``outliers`` says)."""
+        axis = 1 if self.granularity == "per_channel" else None
+        zero_point = self.input_zero_point.to(torch.int32)
+        x_hat = fake_quantize(x, self.input_scale, zero_point, n_bits=self.n_bits, scheme="asymmetric", axis=axis)
+        if self.outliers == "saturate":
+            return x_hat
+        step = self.input_scale.to(x_hat.dtype)
+        if step.ndim:
+            step = step.reshape(1, -1, *([1] * (x.ndim - 2)))
+        x = x.to(x_hat.dtype)
+        return torch.where((x - x_hat).abs() > step, x, x_hat)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"n_bits={self.n_bits}, granularity={self.granularity!r}, outliers={self.outliers!r}"
+        )
+
+
+class QuantizedConv2d(_QuantizedConv):
+    """A ``Conv2d`` with int8 weights per filter and a calibrated input quantizer (see :class:`_QuantizedConv`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from unsup.neural._quantize import QuantizedConv2d
+    >>> conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+    >>> q = QuantizedConv2d.from_conv(conv, input_scale=0.02, input_zero_point=128)
+    >>> q.weight_codes.dtype, tuple(q.weight_scale.shape)
+    (torch.int8, (4,))
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_hat = self.quantize_input(x)
+        bias = None if self.bias is None else self.bias.to(x_hat.dtype)
+        return F.conv2d(x_hat, self.weight.to(x_hat.dtype), bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class QuantizedConvTranspose2d(_QuantizedConv):
+    """A ``ConvTranspose2d`` with int8 weights per output channel (the weight's axis 1).
+
+    See :class:`_QuantizedConv`.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_hat = self.quantize_input(x)
+        bias = None if self.bias is None else self.bias.to(x_hat.dtype)
+        return F.conv_transpose2d(
+            x_hat, self.weight.to(x_hat.dtype), bias, self.stride, self.padding, self.output_padding,
+            self.groups, self.dilation,
+        )
+
+
+#: The float layers whose weights are quantized, and their fake-quantized (QAT) versions.
+_WEIGHT_TYPES = (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+_FAKE_QUANT_TYPES = (FakeQuantLinear, FakeQuantConv2d, FakeQuantConvTranspose2d)
+
+
+def _conv_classes(layer) -> tuple[type, type]:
+    """``(fake-quantized class, quantized class)`` of a convolution layer."""
+    if isinstance(layer, torch.nn.ConvTranspose2d):
+        return FakeQuantConvTranspose2d, QuantizedConvTranspose2d
+    return FakeQuantConv2d, QuantizedConv2d
+
+
+def _quantized_layer(layer, *, n_bits, input_scale, input_zero_point, granularity, outliers):
+    """The post-training-quantized version of a ``Linear``, ``Conv2d`` or ``ConvTranspose2d``."""
+    kwargs = dict(
+        n_bits=n_bits, input_scale=input_scale, input_zero_point=input_zero_point, granularity=granularity,
+        outliers=outliers,
+    )
+    if isinstance(layer, torch.nn.Linear):
+        return QuantizedLinear.from_linear(layer, **kwargs)
+    return _conv_classes(layer)[1].from_conv(layer, **kwargs)

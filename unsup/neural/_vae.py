@@ -7,11 +7,12 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from unsup._dask import dask_support
 from unsup._sklearn_adapter import Interval
-from unsup.neural._base import LOGVAR_CLAMP, BaseNeuralEstimator
+from unsup.neural._base import LOGVAR_CLAMP, BaseNeuralEstimator, _decodes_codes
 
 __all__ = ["VAE", "VariationalAutoencoder"]
 
@@ -58,13 +59,16 @@ class VariationalAutoencoder(BaseNeuralEstimator):
         with fewer, less noisy steps the VAE's anomaly scores were better on
         the same ADBench datasets (mean ROC AUC 0.91 against 0.90, with the
         default ``trim_fraction``).
-    hidden_layer_sizes, activation, kind, sparsity, noise, corruption, dropout, \
+    hidden_layer_sizes, activation, architecture, image_shape, conv_channels, \
+kernel_size, downsampling, upsampling, skip_connections, kind, sparsity, noise, corruption, dropout, \
 max_epochs, learning_rate, weight_decay, early_stopping, \
 validation_fraction, n_iter_no_change, contamination, trim_fraction, scale, qat, device, \
 n_jobs, random_state, verbose
         As :class:`Autoencoder`. With ``kind="sparse"`` the L1 penalty is on
         the posterior mean; with ``kind="denoising"`` the encoder sees the
-        corrupted row and the loss compares with the clean one.
+        corrupted row and the loss compares with the clean one. With
+        ``skip_connections=True`` neither ``inverse_transform`` nor
+        ``sample`` is available (the decoder needs the encoder's feature maps).
 
     Attributes
     ----------
@@ -111,6 +115,13 @@ n_features_in_, feature_names_in_
         beta=3.0,
         hidden_layer_sizes=(128, 64),
         activation="relu",
+        architecture="mlp",
+        image_shape=None,
+        conv_channels=(24, 48),
+        kernel_size=3,
+        downsampling="stride",
+        upsampling="transpose",
+        skip_connections=False,
         kind="undercomplete",
         sparsity=1e-3,
         noise=0.2,
@@ -136,6 +147,13 @@ n_features_in_, feature_names_in_
         self.beta = beta
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.architecture = architecture
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
+        self.kernel_size = kernel_size
+        self.downsampling = downsampling
+        self.upsampling = upsampling
+        self.skip_connections = skip_connections
         self.kind = kind
         self.sparsity = sparsity
         self.noise = noise
@@ -165,9 +183,14 @@ n_features_in_, feature_names_in_
         return out[:, : self.n_components]
 
     def _posterior(self, xs):
-        out = self.encoder_(xs)
+        mu, logvar, _ = self._posterior_and_skips(xs)
+        return mu, logvar
+
+    def _posterior_and_skips(self, xs):
+        """Posterior mean, log-variance and the encoder's feature maps (None without skip connections)."""
+        out, skips = self._encode(xs)
         k = self.n_components
-        return out[:, :k], out[:, k:].clamp(*LOGVAR_CLAMP)
+        return out[:, :k], out[:, k:].clamp(*LOGVAR_CLAMP), skips
 
     def _code(self, xs):
         return self._latent(self._posterior(xs)[0])
@@ -180,20 +203,20 @@ n_features_in_, feature_names_in_
         return reconstruction + self.beta * kl
 
     def _batch_loss(self, xb):
-        mu, logvar = self._posterior(self._corrupt(xb))
+        mu, logvar, skips = self._posterior_and_skips(self._corrupt(xb))
         eps = torch.randn(mu.shape, generator=self._device_generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * logvar) * eps
-        xr = self.decoder_(self._latent(z))
+        xr = self._decode(self._latent(z), skips)
         return self._trimmed_mean(self._loss(xb, xr, mu, logvar)) + self._sparsity_penalty(mu)
 
     def _sample_loss(self, xs):
-        mu, logvar = self._posterior(xs)
-        return self._loss(xs, self.decoder_(self._latent(mu)), mu, logvar)
+        mu, logvar, skips = self._posterior_and_skips(xs)
+        return self._loss(xs, self._decode(self._latent(mu), skips), mu, logvar)
 
     def _scores_std(self, xs):
         def fn(block):
-            mu, logvar = self._posterior(block)
-            xr = self.decoder_(self._latent(mu))
+            mu, logvar, skips = self._posterior_and_skips(block)
+            xr = self._decode(self._latent(mu), skips)
             return self._loss(block.double(), xr.double(), mu.double(), logvar.double())
 
         return self._apply(fn, xs)
@@ -232,6 +255,7 @@ n_features_in_, feature_names_in_
         """
         return super().score(X, y)
 
+    @available_if(_decodes_codes)
     def sample(self, n_samples=1, random_state=None):
         """Draw new rows: decode latent vectors drawn from the prior ``N(0, I)``.
 

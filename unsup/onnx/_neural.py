@@ -156,6 +156,11 @@ def convert(scope, operator, container):
     from unsup.neural._base import _CLIP, LOGVAR_CLAMP
 
     est = operator.raw_operator
+    if getattr(est, "architecture", "mlp") != "mlp":
+        raise ExportError(
+            f"{type(est).__name__} with architecture={est.architecture!r} cannot be exported to ONNX: "
+            "unsup.onnx converts the fully connected networks (architecture='mlp') only."
+        )
     g = Graph(scope, container)
     x = operator.inputs[0].full_name
     dtype = _float_dtype(operator.inputs[0])
@@ -226,6 +231,11 @@ def ensemble_convert(scope, operator, container):
     from unsup.neural._modules import ACTIVATIONS
 
     est = operator.raw_operator
+    if getattr(est, "architecture", "mlp") != "mlp":
+        raise ExportError(
+            f"{type(est).__name__} with architecture={est.architecture!r} cannot be exported to ONNX: "
+            "unsup.onnx converts the fully connected networks (architecture='mlp') only."
+        )
     g = Graph(scope, container)
     x = operator.inputs[0].full_name
     dtype = _float_dtype(operator.inputs[0])
