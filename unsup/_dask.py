@@ -346,8 +346,15 @@ def dask_support(cls):
         method = getattr(cls, name, None)
         if method is None or getattr(method, "_unsup_dask", False):  # absent, or inherited already wrapped
             continue
-        if type(inspect.getattr_static(cls, name)).__name__ == "_AvailableIfDescriptor":
-            continue  # available_if: hasattr must keep answering as scikit-learn's descriptor says
+        static = inspect.getattr_static(cls, name)
+        if type(static).__name__ == "_AvailableIfDescriptor":
+            # available_if: hasattr must keep answering as scikit-learn's descriptor says, so the
+            # wrapped function goes back under the same check
+            from sklearn.utils.metaestimators import available_if
+
+            if not getattr(static.fn, "_unsup_dask", False):
+                setattr(cls, name, available_if(static.check)(_wrap(static.fn, _predict_dispatch(name))))
+            continue
         setattr(cls, name, _wrap(method, _predict_dispatch(name)))
     engine = _fit_engines().get(cls.__name__)
     if engine is not None:
