@@ -130,6 +130,16 @@ _RESOLVED: dict[str, object] = {}  # name -> scikit-learn's object, or None: use
 _VERIFIED: set[str] = set()  # names whose first call went through
 
 
+def _new_lock_after_fork():
+    """A child made by fork gets a fresh lock: one another thread held at the fork stays held there."""
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_new_lock_after_fork)
+
+
 def _forced() -> bool:
     return os.environ.get(FALLBACK_ENV, "") == "1"
 

@@ -95,6 +95,38 @@ def test_fork_child_of_a_warm_parent_does_not_hang():
     assert all(line.endswith(" ok") for line in reports), done.stdout
 
 
+ADAPTER_FORK_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing as mp
+
+    import unsup._sklearn_adapter as adapter
+
+    name = next(iter(adapter._LOADERS))
+
+    def child():
+        adapter._RESOLVED.pop(name, None)
+        adapter._native(name)  # takes the adapter's lock
+
+    adapter._LOCK.acquire()  # as another thread of the parent would hold it at the fork
+    proc = mp.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(30)
+    if proc.is_alive():
+        proc.kill()
+        print("hung")
+    else:
+        print("exit", proc.exitcode)
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_adapter_lock_held_at_fork_is_free_in_the_child():
+    done = subprocess.run([sys.executable, "-c", ADAPTER_FORK_SCRIPT], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.strip() == "exit 0", (done.stdout, done.stderr[-2000:])
+
+
 def _limits():
     return sorted((info["internal_api"], info["filepath"], info["num_threads"]) for info in threadpool_controller().info())
 
