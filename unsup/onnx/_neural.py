@@ -167,8 +167,7 @@ def convert(scope, operator, container):
     outs = [o.full_name for o in operator.outputs]
     # standardise in the input's dtype, clipped as unsup's _standardise does
     # (finite extreme inputs stay finite; inf - inf counts as extreme), then float32
-    xs = g.op("Div", g.op("Sub", x, g.const(est.mean_.astype(dtype))), g.const(est.scale_.astype(dtype)))
-    xs = _clip_extremes(g, xs, dtype, _CLIP)
+    xs = _standardised(g, x, est, dtype, _CLIP)
     if dtype == np.float64:
         xs = g.cast(xs, np.float32)
     encoded = mlp(g, xs, est.encoder_)
@@ -204,6 +203,12 @@ def convert(scope, operator, container):
     _outlier_labels(g, score, est.offset_, outs[3])
 
 
+def _standardised(g: Graph, x: str, est, dtype, bound: float) -> str:
+    """``(x - mean_) / scale_`` computed in ``dtype`` (``x`` cast to it), clipped as unsup clips it."""
+    xs = g.op("Div", g.op("Sub", x, g.const(est.mean_.astype(dtype))), g.const(est.scale_.astype(dtype)))
+    return _clip_extremes(g, xs, dtype, bound)
+
+
 def _clip_extremes(g: Graph, xs: str, dtype, bound: float) -> str:
     """Standardised values clipped to +-bound, NaN (inf - inf) as +bound: unsup's inference rule."""
     xs = g.op("Where", g.op("IsNaN", xs), g.const(np.asarray(bound, dtype=dtype)), xs)
@@ -231,19 +236,12 @@ def ensemble_convert(scope, operator, container):
     from unsup.neural._modules import ACTIVATIONS
 
     est = operator.raw_operator
-    if getattr(est, "architecture", "mlp") != "mlp":
-        raise ExportError(
-            f"{type(est).__name__} with architecture={est.architecture!r} cannot be exported to ONNX: "
-            "unsup.onnx converts the fully connected networks (architecture='mlp') only."
-        )
     g = Graph(scope, container)
     x = operator.inputs[0].full_name
     dtype = _float_dtype(operator.inputs[0])
     outs = [o.full_name for o in operator.outputs]
     # unsup's _standardise: float64 arithmetic, clipped, then float32
-    xs = g.op("Div", g.op("Sub", g.cast(x, np.float64), g.const(est.mean_.astype(np.float64))),
-              g.const(est.scale_.astype(np.float64)))
-    xs = _clip_extremes(g, xs, np.float64, _ENSEMBLE_CLIP)
+    xs = _standardised(g, g.cast(x, np.float64), est, np.float64, _ENSEMBLE_CLIP)
     x32 = g.cast(xs, np.float32)
     with _no_grad():
         w1, b1, w2, b2, w3, b3, w4, b4 = (p.detach().cpu().numpy().astype(np.float32) for p in est._params)
