@@ -1399,6 +1399,51 @@ def _validation_block(X, w, start, seed, p):
     return X[_validation_mask(len(X), start, seed, p)]
 
 
+class _BlockRows:
+    """The training rows of a dask array for :func:`unsup.neural._training.train`, a block at a time.
+
+    Each epoch visits every block once, in an order drawn from the training
+    generator, computes it, drops its validation rows, standardises it and
+    shuffles its rows (the training loop's in-memory shuffling, per block).
+    """
+
+    def __init__(self, work, A, blocks):
+        self.work, self.A, self.blocks = work, A, blocks
+        self.delayed = A.to_delayed().ravel()
+        self.max_rows = max(A.chunks[0])
+        self.seed, self.p = None, 0.0
+
+    def hold_back_validation(self):
+        """The standardised validation rows (None without), left out of every epoch.
+
+        ``validation_fraction`` of the rows with early stopping, at most
+        ``_MAX_VALIDATION_ROWS``; drawn per block from a seed of the training
+        generator, so the same rows every epoch.
+        """
+        import torch
+
+        work = self.work
+        self.seed = int(torch.randint(0, np.iinfo(np.int32).max, (1,), generator=work._generator))
+        fraction = work.validation_fraction if work.early_stopping else 0.0
+        self.p = min(fraction, _MAX_VALIDATION_ROWS / self.A.shape[0])
+        if self.p > 0:
+            rows = np.vstack(_each_block(_validation_block, self.blocks, self.seed, self.p))
+            if len(rows):
+                return work._standardise(np.ascontiguousarray(rows))
+        return None
+
+    def epoch(self, generator):
+        import torch
+
+        for b in torch.randperm(len(self.delayed), generator=generator).tolist():
+            Xb = np.asarray(self.delayed[b].compute())
+            if self.p > 0:
+                Xb = Xb[~_validation_mask(len(Xb), self.blocks[b][2], self.seed, self.p)]
+            if len(Xb):
+                xs = self.work._standardise(np.ascontiguousarray(Xb))
+                yield xs[torch.randperm(xs.shape[0], generator=generator).to(xs.device)]
+
+
 def fit_neural(estimator, X, y=None):
     """``Autoencoder.fit`` / ``VariationalAutoencoder.fit`` on a dask array, streaming the blocks.
 
@@ -1406,83 +1451,34 @@ def fit_neural(estimator, X, y=None):
     the rows (at most ``_MAX_VALIDATION_ROWS``) are held back at the start
     for early stopping; each epoch visits every block once, in a shuffled
     order, and trains on its rows (shuffled within the block) with the
-    in-memory training loop, the Adam state carried from block to block.
+    in-memory training loop, which takes the blocks as its row source
+    (:class:`_BlockRows`).
     Peak memory is one block and the validation rows. ``offset_`` is the
     ``contamination`` percentile of the training scores, gathered (one float
     per row).
     """
-    import torch
     from sklearn.base import clone
 
-    from unsup.neural._training import TOL, EpochProgress, _mean_eval_loss, train
-    from unsup.neural._training import warn_max_epochs_reached as warn_max_epochs
+    from unsup.neural._training import TrainConfig, TrainState, train
 
     estimator._validate_params()
     A, _, blocks, summary, names = _prepare_fit(estimator, X, None, min_samples=2)
-    n, d = A.shape
+    d = A.shape[1]
     work = clone(estimator)
     work._check_params_vs_input(d)
     work._initialise(np.zeros((2, d), dtype=A.dtype))  # modules, generators: the statistics come next
     work._set_scaling(summary.mean.copy(), np.sqrt(summary.var))
-    seed = int(torch.randint(0, np.iinfo(np.int32).max, (1,), generator=work._generator))
-    fraction = work.validation_fraction if work.early_stopping else 0.0
-    p = min(fraction, _MAX_VALIDATION_ROWS / n)
-    X_val = None
-    if p > 0:
-        rows = np.vstack(_each_block(_validation_block, blocks, seed, p))
-        if len(rows):
-            X_val = work._standardise(np.ascontiguousarray(rows))
-    xs_blocks = A.to_delayed().ravel()
-    starts = [s for _, _, s in blocks]
-    best_state, best, no_improvement, converged = None, np.inf, 0, False
-    loss_curve, val_scores, state = [], [], None
-    modules = [m for m in work._modules() if m is not None]
-    progress = EpochProgress(type(work).__name__, work.max_epochs, work.verbose)
-    for epoch in range(1, work.max_epochs + 1):
-        total, count = 0.0, 0
-        for b in torch.randperm(len(xs_blocks), generator=work._generator).tolist():
-            Xb = np.asarray(xs_blocks[b].compute())
-            if p > 0:
-                Xb = Xb[~_validation_mask(len(Xb), starts[b], seed, p)]
-            if len(Xb) == 0:
-                continue
-            result = train(
-                work._modules(), work._batch_loss, work._standardise(np.ascontiguousarray(Xb)),
-                batch_size=work.batch_size, max_epochs=1, n_iter_no_change=1,
-                learning_rate=work.learning_rate, weight_decay=work.weight_decay,
-                generator=work._generator, dropout_generator=work._device_generator,
-                optimizer_state=state, first_epoch=epoch, warn_max_epochs=False, name=type(work).__name__,
-                n_jobs=work.n_jobs, total_epochs=None,
-            )
-            state = result.optimizer_state
-            total += result.loss_curve[0] * len(Xb)
-            count += len(Xb)
-        loss = total / count
-        loss_curve.append(loss)
-        monitored = loss
-        if X_val is not None:
-            with torch.no_grad():
-                monitored = float(_mean_eval_loss(work._sample_loss, X_val).item())
-            val_scores.append(-monitored)
-        progress.epoch(epoch, loss, None if X_val is None else monitored)
-        if monitored < best - TOL * abs(best) or not math.isfinite(best):
-            no_improvement = 0
-            if X_val is not None:
-                best_state = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
-        else:
-            no_improvement += 1
-        best = min(best, monitored)
-        if no_improvement >= work.n_iter_no_change:
-            converged = True
-            break
-    if best_state is not None:
-        for m, saved in zip(modules, best_state):
-            m.load_state_dict(saved)
-    work._optimizer_state = state
-    work.loss_curve_, work.validation_scores_ = loss_curve, val_scores
-    work.best_loss_, work.n_iter_ = float(best), len(loss_curve)
-    if not converged and work.early_stopping:
-        warn_max_epochs(type(work).__name__, work.max_epochs, stacklevel=3)
+    rows = _BlockRows(work, A, blocks)
+    X_val = rows.hold_back_validation()
+    # warn_stacklevel 3: fit_neural <- the dask_support wrapper <- the user's call
+    config = TrainConfig.of(work, warn_stacklevel=3 if work.early_stopping else None)
+    result = train(
+        work._modules(), work._batch_loss, rows, config, TrainState(work._generator, work._device_generator),
+        X_val=X_val, sample_loss=work._sample_loss,
+    )
+    work._optimizer_state = result.optimizer_state
+    work.loss_curve_, work.validation_scores_ = result.loss_curve, result.validation_scores
+    work.best_loss_, work.n_iter_ = float(result.best_loss), result.n_epochs
     _set_features(work, d, names)
     work.offset_ = 0.0  # score_samples does not read it; set from the scores next
     scores = np.asarray(_lazy_map(work, "score_samples", A, names).compute())

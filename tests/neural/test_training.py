@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from unsup.neural import Autoencoder, VariationalAutoencoder
 from unsup.neural._modules import SeededDropout, make_generators, mlp, resolve_device
-from unsup.neural._training import TOL, make_adam, split_validation, train
+from unsup.neural._training import TOL, TrainConfig, TrainState, make_adam, split_validation, train
 
 rng = np.random.default_rng(0)
 X_NP = (rng.standard_normal((96, 3)) @ rng.standard_normal((3, 6))).astype(np.float32)
@@ -96,8 +96,9 @@ def test_full_batch_steps_equal_a_plain_torch_adam_loop():
     """batch_size >= n: each epoch is one step on the whole set, whatever the shuffling."""
     ours, ref = _net(), _net()
     batch_loss, _ = _mse_loss(ours)
-    train([ours], batch_loss, X, batch_size=1000, max_epochs=15, n_iter_no_change=100,
-          learning_rate=1e-2, generator=torch.Generator().manual_seed(0), warn_max_epochs=False)
+    train([ours], batch_loss, X,
+          TrainConfig(batch_size=1000, max_epochs=15, n_iter_no_change=100, learning_rate=1e-2, warn_stacklevel=None),
+          TrainState(torch.Generator().manual_seed(0)))
     opt = torch.optim.Adam(ref.parameters(), lr=1e-2)
     for _ in range(15):
         loss = ((ref(X) - X) ** 2).mean()
@@ -118,8 +119,9 @@ def test_make_adam_is_adam():
 def test_loss_curve_decreases_and_bookkeeping():
     net = _net()
     batch_loss, _ = _mse_loss(net)
-    result = train([net], batch_loss, X, batch_size=16, max_epochs=30, n_iter_no_change=100,
-                   learning_rate=1e-2, generator=torch.Generator().manual_seed(0), warn_max_epochs=False)
+    result = train([net], batch_loss, X,
+                   TrainConfig(batch_size=16, max_epochs=30, n_iter_no_change=100, learning_rate=1e-2, warn_stacklevel=None),
+                   TrainState(torch.Generator().manual_seed(0)))
     assert result.n_epochs == len(result.loss_curve) == 30
     assert result.loss_curve[-1] < 0.5 * result.loss_curve[0]
     assert result.best_loss == min(result.loss_curve)
@@ -131,9 +133,9 @@ def test_early_stopping_restores_the_best_epoch():
     net = _net()
     batch_loss, sample_loss = _mse_loss(net)
     X_val = X[:20] + 0.5  # shifted: validation loss turns up while training goes on
-    result = train([net], batch_loss, X[20:], X_val=X_val, sample_loss=sample_loss, batch_size=8,
-                   max_epochs=200, n_iter_no_change=3, learning_rate=3e-2,
-                   generator=torch.Generator().manual_seed(0))
+    result = train([net], batch_loss, X[20:],
+                   TrainConfig(batch_size=8, max_epochs=200, n_iter_no_change=3, learning_rate=3e-2),
+                   TrainState(torch.Generator().manual_seed(0)), X_val=X_val, sample_loss=sample_loss)
     scores = result.validation_scores
     assert len(scores) == result.n_epochs and result.converged
     best = int(np.argmax(scores))
@@ -153,8 +155,9 @@ def test_no_improvement_rule_uses_relative_tol():
         calls["n"] += 1
         return (net(xb) * 0.0).sum() + 1.0
 
-    result = train([net], flat_loss, X, batch_size=1000, max_epochs=50, n_iter_no_change=4,
-                   learning_rate=1e-3, generator=torch.Generator().manual_seed(0))
+    result = train([net], flat_loss, X,
+                   TrainConfig(batch_size=1000, max_epochs=50, n_iter_no_change=4, learning_rate=1e-3),
+                   TrainState(torch.Generator().manual_seed(0)))
     assert result.converged and result.n_epochs == 5
     assert TOL == 1e-4
 
@@ -163,8 +166,9 @@ def test_max_epochs_warns():
     net = _net()
     batch_loss, _ = _mse_loss(net)
     with pytest.warns(ConvergenceWarning, match="maximum number of epochs \\(2\\)"):
-        train([net], batch_loss, X, batch_size=16, max_epochs=2, n_iter_no_change=10,
-              learning_rate=1e-3, generator=torch.Generator().manual_seed(0), name="Net")
+        train([net], batch_loss, X,
+              TrainConfig(batch_size=16, max_epochs=2, n_iter_no_change=10, learning_rate=1e-3, name="Net"),
+              TrainState(torch.Generator().manual_seed(0)))
 
 
 def test_nan_loss_names_the_epoch():
@@ -177,8 +181,9 @@ def test_nan_loss_names_the_epoch():
         return loss * float("nan") if calls["n"] > 2 else loss
 
     with pytest.raises(ValueError, match=r"became nan at epoch 3.*lower learning_rate \(now 0.5\)"):
-        train([net], exploding, X, batch_size=1000, max_epochs=10, n_iter_no_change=10,
-              learning_rate=0.5, generator=torch.Generator().manual_seed(0), name="Net")
+        train([net], exploding, X,
+              TrainConfig(batch_size=1000, max_epochs=10, n_iter_no_change=10, learning_rate=0.5, name="Net"),
+              TrainState(torch.Generator().manual_seed(0)))
 
 
 def test_divergent_estimator_fit_raises_clearly():

@@ -10,9 +10,10 @@ Design constraints:
   ``GridSearchCV`` (``score`` needs no labels);
 - one training loop (:mod:`unsup.neural._training`) serves both, and later
   models: epochs, batches, early stopping on a validation split, NaN checks;
-- the torch modules are plain ``nn.Sequential`` stacks of ``nn.Linear`` (or, with
-  ``architecture="conv"``, convolution blocks of ``unsup.neural._conv``)
-  layers, so quantization-aware training (``qat=``) and post-training
+- the networks come from the module factory of their ``architecture``
+  (:mod:`unsup.neural._architectures`: plain ``nn.Sequential`` stacks of
+  ``nn.Linear``, or with ``architecture="conv"`` convolution blocks of
+  :mod:`unsup.neural._conv`), so quantization-aware training (``qat=``) and post-training
   quantization (:meth:`Autoencoder.quantize`) can swap the layers;
 - all randomness from ``random_state`` through ``torch.Generator`` objects,
   never torch's global state; numpy in, numpy out;

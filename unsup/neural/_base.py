@@ -43,9 +43,10 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
-from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, mlp, resolve_device
+from unsup.neural._architectures import ARCHITECTURES
+from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, resolve_device
 from unsup.neural._outlier import ScoreOffsetOutlierMixin
-from unsup.neural._training import DivergenceWarning, split_validation, thread_scope, train, warn_max_epochs_reached
+from unsup.neural._training import DivergenceWarning, TrainConfig, TrainState, split_validation, thread_scope, train
 
 __all__ = ["BaseNeuralEstimator"]
 
@@ -130,103 +131,9 @@ def _column_stats_on_device(rows):
     return mean.cpu().numpy(), torch.sqrt(squares / n).cpu().numpy()
 
 
-def _check_conv_params(est, n_features):
-    """``(image_shape, conv_channels)`` of ``architecture="conv"``, validated against ``n_features``."""
-    from unsup.neural._conv import conv_sizes
-
-    name = type(est).__name__
-    shape = est.image_shape
-    if shape is None:
-        shape, inferred = (1, 1, n_features), True
-    else:
-        inferred = False
-        shape = tuple(shape) if not isinstance(shape, str) else shape
-        if not (
-            isinstance(shape, tuple)
-            and len(shape) == 3
-            and all(isinstance(s, Integral) and not isinstance(s, bool) and s >= 1 for s in shape)
-        ):
-            raise ValueError(
-                f"image_shape must be None or a tuple of three positive ints (C, H, W), got {est.image_shape!r}."
-            )
-        shape = tuple(int(s) for s in shape)
-        if math.prod(shape) != n_features:
-            raise ValueError(
-                f"X has {n_features} features, but {name} is expecting {math.prod(shape)} features "
-                f"as input: image_shape={shape} holds C * H * W = {math.prod(shape)} values per row "
-                "(images flattened in C order)."
-            )
-    channels = est.conv_channels
-    channels = [channels] if isinstance(channels, Integral) else list(channels)
-    if not channels or not all(isinstance(c, Integral) and not isinstance(c, bool) and c >= 1 for c in channels):
-        raise ValueError(
-            f"conv_channels must be a positive int or a non-empty sequence of positive ints, got {est.conv_channels!r}."
-        )
-    if est.kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd (the convolutions keep the size), got {est.kernel_size}.")
-    try:
-        conv_sizes(shape, len(channels))
-    except ValueError as exc:
-        if inferred:
-            raise ValueError(
-                f"{exc} With image_shape=None each row is a 1-d signal of n_features={n_features} values, "
-                f"image_shape=(1, 1, {n_features}); pass image_shape=(C, H, W) for images."
-            ) from None
-        raise
-    return shape, [int(c) for c in channels]
-
-
-def _channel_stats(mean, std, image_shape):
-    """Per-pixel means and deviations pooled per channel, repeated over the channel's pixels.
-
-    Images are standardised per channel (as image pipelines normalise them),
-    not per pixel: one shift and scale for all the pixels of a channel keeps
-    the spatial patterns the convolutions share weights over. The pooled
-    variance is the mean of the pixels' variances plus the variance of their
-    means (every pixel has the same number of rows).
-    """
-    c = image_shape[0]
-    m, s = mean.reshape(c, -1), std.reshape(c, -1)
-    channel_mean = m.mean(axis=1, keepdims=True)
-    channel_std = np.sqrt((s**2).mean(axis=1, keepdims=True) + ((m - channel_mean) ** 2).mean(axis=1, keepdims=True))
-    return np.broadcast_to(channel_mean, m.shape).ravel(), np.broadcast_to(channel_std, s.shape).ravel().copy()
-
-
-def _mlp_pair(est, n_features):
-    """The fully connected encoder and its mirrored decoder (``architecture="mlp"``)."""
-    common = dict(activation=est.activation, dropout=est.dropout, generator=est._generator, device=est._device)
-    encoder = mlp([n_features, *est._hidden, est._encoder_width()], **common)
-    decoder = mlp([est.n_components, *reversed(est._hidden), n_features], **common)
-    return encoder, decoder
-
-
-def _conv_pair(est, n_features):
-    """The convolutional encoder and its mirrored decoder (``architecture="conv"``)."""
-    from unsup.neural._conv import conv_autoencoder
-
-    return conv_autoencoder(
-        est._image_shape,
-        est._channels,
-        n_components=est.n_components,
-        encoder_width=est._encoder_width(),
-        kernel_size=est.kernel_size,
-        downsampling=est.downsampling,
-        upsampling=est.upsampling,
-        activation=est.activation,
-        dropout=est.dropout,
-        skip_connections=est.skip_connections,
-        generator=est._generator,
-        device=est._device,
-    )
-
-
-#: The module factory of each ``architecture``: ``(estimator, n_features) -> (encoder, decoder)``.
-_ARCHITECTURES = {"mlp": _mlp_pair, "conv": _conv_pair}
-
-
 def _decodes_codes(est) -> bool:
     """Whether the decoder works from a code alone (not with skip connections)."""
-    return not (est.architecture == "conv" and est.skip_connections)
+    return ARCHITECTURES[est.architecture].decodes_codes(est)
 
 
 class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ScoreOffsetOutlierMixin, BaseEstimator):
@@ -240,7 +147,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "architecture": [StrOptions({"mlp", "conv"})],
+        "architecture": [StrOptions(set(ARCHITECTURES))],
         "image_shape": ["array-like", None],
         "conv_channels": ["array-like", Interval(Integral, 1, None, closed="left")],
         "kernel_size": [Interval(Integral, 1, None, closed="left")],
@@ -309,8 +216,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
 
     def _check_params_vs_input(self, n_features):
         self._hidden = self._check_hidden_layer_sizes()
-        if self.architecture == "conv":
-            self._image_shape, self._channels = _check_conv_params(self, n_features)
+        self._architecture_settings = ARCHITECTURES[self.architecture].check(self, n_features)
         if self.kind == "denoising" and self.corruption == "masking" and self.noise >= 1:
             raise ValueError(
                 f"noise={self.noise} with corruption='masking' is the fraction of inputs "
@@ -485,7 +391,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         n_features = X.shape[1]
         rows = self._device_rows(X)
         self._set_scaling(*(_column_stats(X) if rows is None else _column_stats_on_device(rows)))
-        encoder, decoder = _ARCHITECTURES[self.architecture](self, n_features)
+        encoder, decoder = ARCHITECTURES[self.architecture].build(self, n_features, self._architecture_settings)
         config = self._qat_config
         latent_quantizer = None
         if config is not None:
@@ -511,8 +417,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         wide columns: :func:`common_scale`). Convolutional networks take one
         shift and scale per channel, not per pixel.
         """
-        if self.architecture == "conv":
-            mean, std = _channel_stats(mean, std, self._image_shape)
+        mean, std = ARCHITECTURES[self.architecture].pool_scaling(mean, std, self._architecture_settings)
         if self.scale:
             tiny = 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0)
             std = np.where(std > tiny, std, 1.0)  # constant columns (or round-off) are not divided by ~0
@@ -524,36 +429,23 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         return [self.encoder_, self.decoder_, self.latent_quantizer_]
 
     def _train(self, xs, *, X_val, max_epochs, n_iter_no_change, warn):
-        result = train(
-            self._modules(),
-            self._batch_loss,
-            xs,
-            X_val=X_val,
-            sample_loss=self._sample_loss,
-            batch_size=self.batch_size,
+        """Train on ``xs`` (``warn``: a fit, with its progress total and the max_epochs warning)."""
+        # warn_stacklevel 5: _train <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
+        # wrapper <- the user's call
+        config = TrainConfig.of(
+            self,
             max_epochs=max_epochs,
             n_iter_no_change=n_iter_no_change,
-            learning_rate=self.learning_rate,
-            weight_decay=self.weight_decay,
-            generator=self._generator,
-            dropout_generator=self._device_generator,
-            optimizer_state=self._optimizer_state,
-            first_epoch=self.n_iter_ + 1,
-            warn_max_epochs=False,
-            verbose=self.verbose,
-            name=type(self).__name__,
-            n_jobs=getattr(self, "n_jobs", None),
             total_epochs=-1 if warn else None,
+            warn_stacklevel=5 if warn and self.early_stopping else None,
         )
+        state = TrainState(self._generator, self._device_generator, self._optimizer_state, self.n_iter_)
+        result = train(self._modules(), self._batch_loss, xs, config, state, X_val=X_val, sample_loss=self._sample_loss)
         self._optimizer_state = result.optimizer_state
         self.loss_curve_ = self.loss_curve_ + result.loss_curve
         self.validation_scores_ = self.validation_scores_ + result.validation_scores
         self.best_loss_ = float(min(self.best_loss_, result.best_loss))
         self.n_iter_ += result.n_epochs
-        if warn and self.early_stopping and not result.converged:
-            # stacklevel 5: _train <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
-            # wrapper <- the user's call
-            warn_max_epochs_reached(type(self).__name__, max_epochs, stacklevel=5)
         return result
 
     def _finish(self, xs, *, check_divergence=False):

@@ -9,7 +9,12 @@ Design constraints
 - Fast: the data is one tensor already on the device; each epoch gathers it
   once in shuffled order and takes contiguous slices (no per-batch indexing,
   no numpy conversion, no host synchronisation per batch: the epoch loss is
-  accumulated on the device and read once per epoch).
+  accumulated on the device and read once per epoch). A row source that is
+  not one tensor (the blocks of a dask array) gives each epoch's rows in
+  chunks instead (:class:`ShuffledRows` is the in-memory one).
+- Small parts: :class:`TrainConfig` (the parameters), :class:`TrainState`
+  (where to continue from), :class:`EarlyStopping` (when to stop, the best
+  weights).
 - All randomness (the validation split, the shuffling) from the generator it
   is given; never torch's global stream.
 - A loss that becomes NaN or infinite stops training with an error that names
@@ -47,9 +52,13 @@ from unsup.neural._modules import seed_dropout
 from unsup.utils._threads import torch_n_threads, torch_threads
 
 __all__ = [
-    "TOL",
     "DivergenceWarning",
+    "EarlyStopping",
     "EpochProgress",
+    "ShuffledRows",
+    "TOL",
+    "TrainConfig",
+    "TrainState",
     "TrainingResult",
     "listen_to_epochs",
     "make_adam",
@@ -261,29 +270,152 @@ def _non_finite_error(what: str, value: float, epoch: int, name: str, learning_r
     )
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`train` trains: the training parameters of a neural estimator, in one object.
+
+    Attributes
+    ----------
+    batch_size : int
+        Rows per gradient step (the last batch of a chunk may be smaller).
+    max_epochs : int
+        Passes over the rows at most.
+    n_iter_no_change : int
+        Epochs without a relative improvement of ``TOL`` before stopping.
+    learning_rate, weight_decay : float
+        Of the Adam optimizer (``weight_decay`` as ``torch.optim.Adam``'s L2 term).
+    n_jobs : int or None, default=None
+        torch intra-op threads for the loop (:func:`thread_scope`, with
+        ``batch_size`` rows a step); the caller's count is restored after.
+    verbose : int, default=0
+        Print the epochs' loss, validation loss, time and ETA to stdout
+        (:class:`EpochProgress`).
+    name : str, default="model"
+        Name used in messages.
+    total_epochs : int or None, default=-1
+        The epoch count progress reports show (``epoch i/total``): ``-1``
+        means the epochs run before plus ``max_epochs``; None shows none
+        (``partial_fit``).
+    warn_stacklevel : int or None, default=1
+        Emit the ``ConvergenceWarning`` of :func:`warn_max_epochs_reached`
+        when ``max_epochs`` runs out while the loss still improves, pointing
+        at this frame above :func:`train`'s caller (1: the caller's line);
+        None: no warning.
+    """
+
+    batch_size: int
+    max_epochs: int
+    n_iter_no_change: int
+    learning_rate: float
+    weight_decay: float = 0.0
+    n_jobs: int | None = None
+    verbose: int = 0
+    name: str = "model"
+    total_epochs: int | None = -1
+    warn_stacklevel: int | None = 1
+
+    @classmethod
+    def of(cls, estimator, **changes) -> TrainConfig:
+        """The configuration of a neural estimator's parameters; ``changes`` replace fields."""
+        fields = dict(
+            batch_size=estimator.batch_size,
+            max_epochs=estimator.max_epochs,
+            n_iter_no_change=estimator.n_iter_no_change,
+            learning_rate=estimator.learning_rate,
+            weight_decay=estimator.weight_decay,
+            n_jobs=getattr(estimator, "n_jobs", None),
+            verbose=estimator.verbose,
+            name=type(estimator).__name__,
+        )
+        fields.update(changes)
+        return cls(**fields)
+
+
+@dataclass
+class TrainState:
+    """Where :func:`train` continues from.
+
+    Attributes
+    ----------
+    generator : torch.Generator
+        CPU generator for the shuffling.
+    dropout_generator : torch.Generator, default=None
+        Generator of the dropout masks (on the device of the data); defaults
+        to ``generator``.
+    optimizer_state : dict, default=None
+        An Adam ``state_dict`` to continue from (``partial_fit``).
+    epochs_done : int, default=0
+        Epochs run before (the first epoch of this call is numbered
+        ``epochs_done + 1`` in messages).
+    """
+
+    generator: torch.Generator
+    dropout_generator: torch.Generator | None = None
+    optimizer_state: dict | None = None
+    epochs_done: int = 0
+
+
+class ShuffledRows:
+    """The epochs of the rows of one tensor: each epoch one chunk, all the rows in a new order.
+
+    :func:`train` takes any object with ``max_rows`` (the most rows of one
+    chunk) and ``epoch(generator)`` (an iterable of row tensors on the
+    modules' device, the epoch's rows in shuffled order): the Dask engine
+    streams the blocks of a dask array that way.
+    """
+
+    def __init__(self, X: torch.Tensor):
+        self.X = X
+        self.max_rows = X.shape[0]
+
+    def epoch(self, generator: torch.Generator):
+        perm = torch.randperm(self.X.shape[0], generator=generator).to(self.X.device)
+        yield self.X[perm]  # one gather per epoch; batches are contiguous slices
+
+
+class EarlyStopping:
+    """The monitored loss of each epoch: when to stop, and the best epoch's weights to restore.
+
+    As scikit-learn's MLP: an epoch improves on the best when its loss is
+    lower by more than a relative ``TOL``; training stops after
+    ``n_iter_no_change`` epochs without one. With ``keep_best`` (a validation
+    set is monitored) the weights of the best epoch are kept for
+    :meth:`restore`.
+    """
+
+    def __init__(self, modules, n_iter_no_change: int, keep_best: bool):
+        self.modules, self.n_iter_no_change, self.keep_best = modules, n_iter_no_change, keep_best
+        self.best_loss, self.no_improvement, self.best_state = math.inf, 0, None
+
+    def update(self, loss: float) -> bool:
+        """Record an epoch's monitored ``loss``; whether training should stop."""
+        if loss < self.best_loss - TOL * abs(self.best_loss) or not math.isfinite(self.best_loss):
+            self.no_improvement = 0
+            if self.keep_best:
+                self.best_state = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.modules]
+        else:
+            self.no_improvement += 1
+        self.best_loss = min(self.best_loss, loss)
+        return self.no_improvement >= self.n_iter_no_change
+
+    def restore(self) -> None:
+        """Load the best epoch's weights (with ``keep_best``)."""
+        if self.best_state is not None:
+            for m, state in zip(self.modules, self.best_state):
+                m.load_state_dict(state)
+
+
 def train(
     modules: list[torch.nn.Module],
     batch_loss: Callable[[torch.Tensor], torch.Tensor],
-    X: torch.Tensor,
+    X,
+    config: TrainConfig,
+    state: TrainState,
     *,
     X_val: torch.Tensor | None = None,
     sample_loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    batch_size: int,
-    max_epochs: int,
-    n_iter_no_change: int,
-    learning_rate: float,
-    weight_decay: float = 0.0,
-    generator: torch.Generator,
-    dropout_generator: torch.Generator | None = None,
-    optimizer_state: dict | None = None,
-    first_epoch: int = 1,
-    warn_max_epochs: bool = True,
-    verbose: int = 0,
-    name: str = "model",
-    n_jobs: int | None = None,
-    total_epochs: int | None = -1,
 ) -> TrainingResult:
-    """Train ``modules`` with Adam on the rows of ``X`` for up to ``max_epochs`` epochs.
+    """Train ``modules`` with Adam on the rows of ``X`` for up to ``config.max_epochs`` epochs.
 
     Prior validation of data is assumed: ``X`` (and ``X_val``) are float
     tensors on the modules' device.
@@ -297,45 +429,20 @@ def train(
     batch_loss : callable
         ``batch_loss(xb) -> scalar tensor``: the mean loss of a training batch
         (noise, sampling and penalties included).
-    X : torch.Tensor of shape (n_samples, n_features)
-        The training rows.
+    X : torch.Tensor of shape (n_samples, n_features), or a row source
+        The training rows, or an object giving each epoch's rows in chunks
+        (see :class:`ShuffledRows`).
+    config : TrainConfig
+        Batch size, epochs, early stopping, optimizer, threads, messages.
+    state : TrainState
+        The random streams, and the optimizer state and epoch count to
+        continue from.
     X_val : torch.Tensor of shape (n_val, n_features), default=None
         The validation rows: when given, they are monitored for early stopping
         and the best epoch's weights are restored.
     sample_loss : callable, default=None
         ``sample_loss(xb) -> tensor of shape (len(xb),)``: the deterministic
         per-sample loss, evaluated on ``X_val`` (required with ``X_val``).
-    batch_size : int
-        Rows per gradient step (the last batch of an epoch may be smaller).
-    max_epochs : int
-        Passes over ``X`` at most.
-    n_iter_no_change : int
-        Epochs without a relative improvement of ``TOL`` before stopping.
-    learning_rate, weight_decay : float
-        Of the Adam optimizer (``weight_decay`` as ``torch.optim.Adam``'s L2 term).
-    generator : torch.Generator
-        CPU generator for the shuffling.
-    dropout_generator : torch.Generator, default=None
-        Generator of the dropout masks (on the device of the data); defaults
-        to ``generator``.
-    optimizer_state : dict, default=None
-        An Adam ``state_dict`` to continue from (``partial_fit``).
-    first_epoch : int, default=1
-        Number of the first epoch, for messages.
-    warn_max_epochs : bool, default=True
-        Emit a ``ConvergenceWarning`` (:func:`warn_max_epochs_reached`) when
-        ``max_epochs`` runs out while the loss still improves.
-    verbose : int, default=0
-        Print the epochs' loss, validation loss, time and ETA to stdout
-        (:class:`EpochProgress`).
-    name : str, default="model"
-        Name used in messages.
-    n_jobs : int or None, default=None
-        torch intra-op threads for the loop (:func:`thread_scope`, with
-        ``batch_size`` rows a step); the caller's count is restored after.
-    total_epochs : int or None, default=-1
-        The epoch count progress reports show (``epoch i/total``): ``-1``
-        means ``first_epoch - 1 + max_epochs``; None shows none (``partial_fit``).
 
     Returns
     -------
@@ -348,40 +455,41 @@ def train(
         message names the epoch and suggests a lower ``learning_rate`` or
         scaled inputs.
     """
+    c = config
+    data = ShuffledRows(X) if isinstance(X, torch.Tensor) else X
     modules = [m for m in modules if m is not None]
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    optimizer = make_adam(params, learning_rate, weight_decay)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    optimizer = make_adam(params, c.learning_rate, c.weight_decay)
+    if state.optimizer_state is not None:
+        optimizer.load_state_dict(state.optimizer_state)
     result = TrainingResult()
-    n = X.shape[0]
-    device = X.device
     use_val = X_val is not None and X_val.shape[0] > 0
-    best_state = None
-    no_improvement = 0
-    if total_epochs == -1:
-        total_epochs = first_epoch - 1 + max_epochs
-    progress = EpochProgress(name, total_epochs, verbose, first_epoch)
-    seed_dropout(modules, generator if dropout_generator is None else dropout_generator)
-    scope = thread_scope(modules, min(batch_size, n), n_jobs)
+    stopping = EarlyStopping(modules, c.n_iter_no_change, keep_best=use_val)
+    first_epoch = state.epochs_done + 1
+    total_epochs = state.epochs_done + c.max_epochs if c.total_epochs == -1 else c.total_epochs
+    progress = EpochProgress(c.name, total_epochs, c.verbose, first_epoch)
+    seed_dropout(modules, state.generator if state.dropout_generator is None else state.dropout_generator)
+    scope = thread_scope(modules, min(c.batch_size, data.max_rows), c.n_jobs)
     scope.__enter__()
     try:
-        for epoch in range(first_epoch, first_epoch + max_epochs):
+        for epoch in range(first_epoch, first_epoch + c.max_epochs):
             for m in modules:
                 m.train()
-            perm = torch.randperm(n, generator=generator).to(device)
-            Xs = X[perm]  # one gather per epoch; batches are contiguous slices
-            total = torch.zeros((), dtype=torch.float32, device=device)
-            for start in range(0, n, batch_size):
-                xb = Xs[start : start + batch_size]
-                loss = batch_loss(xb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach() * xb.shape[0]
-            epoch_loss = total.item() / n  # the one host synchronisation of the epoch
+            total, n = 0.0, 0
+            for Xs in data.epoch(state.generator):
+                chunk = torch.zeros((), dtype=torch.float32, device=Xs.device)
+                for start in range(0, Xs.shape[0], c.batch_size):
+                    xb = Xs[start : start + c.batch_size]
+                    loss = batch_loss(xb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    chunk += loss.detach() * xb.shape[0]
+                total += chunk.item()  # the one host synchronisation of a chunk
+                n += Xs.shape[0]
+            epoch_loss = total / n
             if not math.isfinite(epoch_loss):
-                raise _non_finite_error("training loss", epoch_loss, epoch, name, learning_rate)
+                raise _non_finite_error("training loss", epoch_loss, epoch, c.name, c.learning_rate)
             result.loss_curve.append(epoch_loss)
             result.n_epochs += 1
             for m in modules:
@@ -391,22 +499,17 @@ def train(
                 with torch.no_grad():
                     val_loss = _mean_eval_loss(sample_loss, X_val).item()
                 if not math.isfinite(val_loss):
-                    raise _non_finite_error("validation loss", val_loss, epoch, name, learning_rate)
+                    raise _non_finite_error("validation loss", val_loss, epoch, c.name, c.learning_rate)
                 result.validation_scores.append(-val_loss)
                 monitored = val_loss
-            if monitored < result.best_loss - TOL * abs(result.best_loss) or not math.isfinite(result.best_loss):
-                no_improvement = 0
-                if use_val:
-                    best_state = [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in modules]
-            else:
-                no_improvement += 1
-            result.best_loss = min(result.best_loss, monitored)
+            stop = stopping.update(monitored)
+            result.best_loss = stopping.best_loss
             progress.epoch(epoch, epoch_loss, val_loss if use_val else None)
-            if no_improvement >= n_iter_no_change:
+            if stop:
                 result.converged = True
                 progress.note(
                     f"the {'validation' if use_val else 'training'} loss did not improve "
-                    f"for {n_iter_no_change} epochs; stopping."
+                    f"for {c.n_iter_no_change} epochs; stopping."
                 )
                 break
     finally:
@@ -414,10 +517,8 @@ def train(
         seed_dropout(modules, None)
         for m in modules:
             m.eval()
-    if best_state is not None:
-        for m, state in zip(modules, best_state):
-            m.load_state_dict(state)
-    if not result.converged and warn_max_epochs:
-        warn_max_epochs_reached(name, max_epochs, stacklevel=2)
+    stopping.restore()
+    if not result.converged and c.warn_stacklevel is not None:
+        warn_max_epochs_reached(c.name, c.max_epochs, stacklevel=1 + c.warn_stacklevel)
     result.optimizer_state = optimizer.state_dict()
     return result
