@@ -66,6 +66,10 @@ _contamination = _number(float, lambda v: 0.0 < v <= 0.5, "a number in (0, 0.5]"
 _minkowski_p = _number(float, lambda v: v > 0, "a number > 0")
 
 
+def _add_output(parser, what):
+    parser.add_argument("-o", "--output", metavar="OUT", help=f"write {what} to OUT (.csv, .npy, .npz, or - for stdout)")
+
+
 def _version():
     from unsup import __version__
 
@@ -125,9 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
         "start a local cluster of 2 workers",
     )
 
-    cluster = sub.add_parser(
+    def data_command(name, **texts):
+        """A command over DATA... (one file in memory; several, a glob or --scheduler on Dask)."""
+        parser = sub.add_parser(name, parents=[common, scaling], **texts)
+        parser.add_argument("data", metavar="DATA", nargs="+", help=data_help)
+        return parser
+
+    cluster = data_command(
         "cluster",
-        parents=[common, scaling],
         help="cluster the rows of DATA",
         description="Cluster the rows of DATA and write one label per row.",
         epilog=(
@@ -140,7 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
             "Without -o only the summary is printed."
         ),
     )
-    cluster.add_argument("data", metavar="DATA", nargs="+", help=data_help)
     cluster.add_argument(
         "-a", "--algorithm", choices=ALGORITHMS, default="kmeans", help="the clustering model (default kmeans)"
     )
@@ -183,13 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="gmm only (default full)",
     )
-    cluster.add_argument(
-        "-o", "--output", metavar="OUT", help="write the labels to OUT (.csv, .npy, .npz, or - for stdout)"
-    )
+    _add_output(cluster, "the labels")
 
-    detect = sub.add_parser(
+    detect = data_command(
         "detect",
-        parents=[common, scaling],
         help="flag anomalous rows of DATA with an autoencoder",
         description=(
             "Train an autoencoder on DATA and flag the rows it reconstructs worst: the 'contamination' "
@@ -204,7 +209,6 @@ def build_parser() -> argparse.ArgumentParser:
             "columns; .npy a (n, 2) float array of both; .npz 'score', 'outlier' and 'threshold'."
         ),
     )
-    detect.add_argument("data", metavar="DATA", nargs="+", help=data_help)
     detect.add_argument(
         "--model",
         choices=("ensemble", "autoencoder", "vae"),
@@ -234,11 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="training epochs (at most, with early stopping) (default 10 for the ensemble, 200 otherwise)",
     )
-    detect.add_argument("-o", "--output", metavar="OUT", help="write scores and flags to OUT (.csv, .npy, .npz, or -)")
+    _add_output(detect, "scores and flags")
 
-    compress = sub.add_parser(
+    compress = data_command(
         "compress",
-        parents=[common, scaling],
         help="compress the rows of DATA to 8-, 4- or 1-bit codes",
         description=(
             "Quantize the rows of DATA (vectors, embeddings) to integer codes and report the error. "
@@ -252,7 +255,6 @@ def build_parser() -> argparse.ArgumentParser:
             "(x = scale * (code - zero_point)), or at 1 bit 'threshold' and 'levels'."
         ),
     )
-    compress.add_argument("data", metavar="DATA", nargs="+", help=data_help)
     compress.add_argument("--n-bits", type=int, choices=(8, 4, 1), default=8, help="bits per value (default 8)")
     compress.add_argument(
         "--scheme",
@@ -273,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the 8- and 4-bit ranges are chosen (default minmax; an error with --n-bits 1, whose "
         "codes are sign bits around a threshold)",
     )
-    compress.add_argument("-o", "--output", metavar="OUT", help="write the codes to OUT (.csv, .npy, .npz, or -)")
+    _add_output(compress, "the codes")
     add_model_commands(sub, common, data_help, (cluster, detect, compress))
     return parser
 
@@ -302,7 +304,7 @@ def add_model_commands(sub, common, data_help, saving_parsers) -> None:
         epilog=PICKLE_WARNING + " OUT: as the command that saved the model writes it.",
     )
     apply.add_argument("data", metavar="DATA", help=data_help)
-    apply.add_argument("-o", "--output", metavar="OUT", help="write the results to OUT (.csv, .npy, .npz, or -)")
+    _add_output(apply, "the results")
     export = reader(
         "export",
         help="write the ONNX graph of a model saved by --save-model",

@@ -97,14 +97,8 @@ def run_demo(output: str = DEMO_OUTPUT, *, random_state: int = 0, rep: Reporter 
     ]
 
     # 1. The autoencoder, and PCA at the same width.
-    ae = Autoencoder(
-        n_components=DEMO_COMPONENTS,
-        hidden_layer_sizes=DEMO_HIDDEN,
-        max_epochs=DEMO_MAX_EPOCHS,
-        weight_decay=DEMO_WEIGHT_DECAY,
-        contamination=DEMO_CONTAMINATION,
-        random_state=random_state,
-    )
+    ae = Autoencoder(DEMO_COMPONENTS, hidden_layer_sizes=DEMO_HIDDEN, max_epochs=DEMO_MAX_EPOCHS)
+    ae.set_params(weight_decay=DEMO_WEIGHT_DECAY, contamination=DEMO_CONTAMINATION, random_state=random_state)
     arch = " -> ".join(str(w) for w in (d, *DEMO_HIDDEN, DEMO_COMPONENTS))
     with rep.step(f"training the autoencoder {arch} on {len(train)} images") as note:
         # The epoch budget is the demo's own choice, not the user's: reaching it
