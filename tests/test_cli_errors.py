@@ -20,8 +20,6 @@ from unsup import cli
 from unsup.cli import Reporter, build_parser, resolve
 from unsup.cli import cluster as cluster_command
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture
 def points(tmp_path):
