@@ -12,9 +12,9 @@ Targets (issue 7):
   <= 1.0), at 4x less memory: on the digits (each point against the others)
   and on 100,000 x 64 clustered vectors with 1,000 queries, interleaved.
 
-Recall is tie-aware: a returned neighbour counts when its exact distance is
-within the exact 10th-neighbour distance (float64 arithmetic on the float32
-vectors).
+Recall is :func:`unsup.metrics.recall_at_k`, tie-aware: a returned neighbour
+counts when its exact distance is within the exact 10th-neighbour distance
+(float64 arithmetic on the float32 vectors).
 
 Run from the repository root:
 
@@ -29,7 +29,6 @@ import sys
 import warnings
 
 import numpy as np
-from scipy.spatial.distance import cdist
 from sklearn.datasets import load_digits
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
@@ -38,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import interleaved, parser, report  # noqa: E402
 
+from unsup.metrics import recall_at_k  # noqa: E402 - tie-aware recall@k against exact float64 search
 from unsup.quantization import QuantizedEmbedding  # noqa: E402
 
 K = 10
@@ -54,20 +54,6 @@ CONFIGS = [
     ("1-bit, rescored", {"n_bits": 1}, True, 0.85, 0.85),
     ("1-bit, no rescoring (Hamming)", {"n_bits": 1}, False, None, None),
 ]
-
-
-def recall_at_k(V, indices, metric="euclidean"):
-    """Tie-aware recall@k of ``indices`` (each row's neighbours among the others)."""
-    k = indices.shape[1]
-    V64 = V.astype(np.float64)
-    got = np.empty(indices.shape)
-    kth = np.empty(len(V))
-    for r0 in range(0, len(V), 1000):
-        D = cdist(V64[r0 : r0 + 1000], V64, metric)
-        D[np.arange(len(D)), np.arange(r0, r0 + len(D))] = np.inf
-        kth[r0 : r0 + 1000] = np.partition(D, k - 1, axis=1)[:, k - 1]
-        got[r0 : r0 + 1000] = np.take_along_axis(D, indices[r0 : r0 + 1000], axis=1)
-    return float(np.mean(got <= kth[:, None] * (1 + 1e-9) + 1e-12))
 
 
 def digits_latents(quick):
@@ -114,7 +100,7 @@ def recall_table(quick):
         for name in names:
             V = sets[name]
             qe = QuantizedEmbedding(n_bits=n_bits).fit(V)
-            cells.append(f"{recall_at_k(V, qe.kneighbors(None, K, metric='cosine')[1], 'cosine'):.4f}")
+            cells.append(f"{recall_at_k(V, qe.kneighbors(None, K, metric='cosine')[1], metric='cosine'):.4f}")
         print(f"  {f'{n_bits}-bit, rescored':40s}" + "".join(f"{c:>30s}" for c in cells))
     print("\nrecall targets: " + ("all met" if not failures else f"{len(failures)} missed: {failures}"))
 

@@ -19,6 +19,7 @@ from sklearn.datasets import load_digits
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+from unsup.metrics import recall_at_k
 from unsup.neural import Autoencoder
 from unsup.quantization import QuantizedEmbedding
 
@@ -45,7 +46,8 @@ exact = NearestNeighbors(n_neighbors=K).fit(latents.astype(np.float64)).kneighbo
 
 
 def recall(found):
-    return np.mean([len(set(a) & set(b)) / K for a, b in zip(found, exact)])
+    # unsup's recall@k: a found neighbour counts when it is within the exact K-th distance (ties count)
+    return recall_at_k(latents, found)
 
 
 def same_label(found):
@@ -66,7 +68,7 @@ for n_bits, qe in models.items():
               f"{recall(found):10.3f} {same_label(found):11.3f}")
 
 print(f"\n8-bit codes of the first digit: {qe8.transform(X[:1])[0].tolist()}")
-print(f"quantization error of the latents (MSE): "
+print("quantization error of the latents (MSE): "
       + ", ".join(f"{b}-bit {-m.score(X if m.encoder is not None else latents):.2e}"
                   for b, m in models.items()))
 rec = qe8.reconstruct(X[:5])

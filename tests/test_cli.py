@@ -28,6 +28,7 @@ from sklearn.metrics import silhouette_score
 
 import unsup
 from unsup import cli
+from unsup.cli import _io, compress, demo
 from unsup.cluster import AgglomerativeClustering, DivisiveClustering, KMeans
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,7 +96,7 @@ def test_csv_header_is_detected_and_values_are_exact(data):
     Xc, header = cli.load_data(str(folder / "blobs.csv"))
     assert header == ["a", "b", "c", "d"]
     np.testing.assert_array_equal(Xc, X)
-    np.testing.assert_array_equal(cli._load_csv_checked(str(folder / "blobs.csv"))[0], X)
+    np.testing.assert_array_equal(_io._load_csv_checked(str(folder / "blobs.csv"))[0], X)
     Xp, header = cli.load_data(str(folder / "plain.csv"))
     assert header is None
     np.testing.assert_array_equal(Xp, X[:30])
@@ -108,7 +109,7 @@ def test_csv_skips_blank_lines_and_reads_quoted_numbers(tmp_path):
     path = tmp_path / "x.csv"
     path.write_text('\ufeff\nx,y\n\n1, 2.5\n"3",-4e1\n\n')  # BOM, blank lines, spaces, quotes
     # numpy's parser (clean files) and the checked reader (the fallback) read the same.
-    for reader in (cli.load_data, cli._load_csv_checked):
+    for reader in (cli.load_data, _io._load_csv_checked):
         X, header = reader(str(path))
         assert header == ["x", "y"]
         np.testing.assert_array_equal(X, [[1.0, 2.5], [3.0, -40.0]])
@@ -256,7 +257,7 @@ def test_compress_codes_in_every_format(data, capsys, monkeypatch):
     assert out[1] == f"size: {X.size * 4:,} bytes as float32 -> {X.size:,} bytes of codes (compression ratio 4.00x)"
     rmse = np.sqrt(np.mean((qe8.inverse_transform(qe8.transform(X)) - X) ** 2))
     assert out[2].startswith(f"round trip: RMSE {rmse:.4g}, SQNR ")
-    codes_only, rescored = cli.recall_at_k(qe8, X, np.sort(np.random.default_rng(0).choice(len(X), 120, replace=False)))
+    codes_only, rescored = compress.search_recall(qe8, X, np.sort(np.random.default_rng(0).choice(len(X), 120, replace=False)))
     assert out[3].endswith(f"{codes_only:.3f} from the codes, {rescored:.3f} reranked with float distances")
 
     ok(run_main("compress", "blobs.npy", "--n-bits", "4", "--scheme", "symmetric", "-q", "-o", "codes4.npy", **kw))
@@ -581,7 +582,7 @@ def test_demo_report_and_plots(tmp_path):
     assert m and int(m[1]) >= 36 and float(m[2]) > 0.95, report
 
     assert f"Plots in {out_dir}{os.sep}: latent_map.png, dendrogram.png, anomaly_scores.png" in report
-    for name in cli.PLOT_FILES:
+    for name in demo.PLOT_FILES:
         content = (out_dir / name).read_bytes()
         assert content.startswith(b"\x89PNG\r\n\x1a\n") and len(content) > 10_000, name
     assert re.search(r"^Done in \d+\.\d s$", report, re.M)
@@ -589,7 +590,7 @@ def test_demo_report_and_plots(tmp_path):
 
 def test_demo_plots_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    paths, note = cli.save_demo_plots(
+    paths, note = demo.save_demo_plots(
         str(tmp_path / "out"),
         Z=None,
         y=None,

@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
-from unsup import cli
+from unsup.cli import demo
 from unsup.cluster import AgglomerativeClustering, DivisiveClustering
 
 
@@ -29,7 +29,7 @@ def figures():
     agglomerative = AgglomerativeClustering(10, linkage="ward").fit(Z)
     divisive = DivisiveClustering(10, random_state=0).fit(Z)
     scores = -np.exp(np.random.default_rng(0).normal(size=60))
-    figs = cli.demo_figures(
+    figs = demo.demo_figures(
         Z=Z, y=y, agglomerative=agglomerative, divisive=divisive, codes=Z, scores=scores,
         is_anomaly=np.arange(60) >= 50, threshold=-3.0, random_state=0,
     )

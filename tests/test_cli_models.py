@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.test_cli import blobs, ok, run_cli, run_main
-from unsup import _cli_models
+from unsup.cli import _models as _cli_models
 
 
 @pytest.fixture(scope="module")

@@ -271,7 +271,7 @@ def test_torch_running_out_of_memory_is_one_line():
     script = textwrap.dedent(
         """
         import resource, torch
-        from unsup import cli
+        from unsup.cli import _main as cli
         with open("/proc/self/statm") as f:
             used = int(f.read().split()[0]) * resource.getpagesize()
         cap = used + 200 * 2**20

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from unsup import _cli_progress, cli
+from unsup import cli
+from unsup.cli import _progress as _cli_progress
 
 EPOCH_LINE = re.compile(r"^  (\w+): epoch (\d+)/(\d+): loss [-+.e\d]+(, validation loss [-+.e\d]+)?; \d+\.\d\d s, ETA \d+\.\d s$")
 

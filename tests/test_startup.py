@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import unsup
-from unsup import _cli_names
+from unsup.cli import _names as _cli_names
 
 HEAVY = ("torch", "onnx", "onnxruntime", "dask", "matplotlib")
 

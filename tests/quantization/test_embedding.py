@@ -19,6 +19,7 @@ from sklearn.preprocessing import Normalizer, StandardScaler
 
 import unsup
 import unsup.quantization._search as search
+from unsup.metrics import recall_at_k  # tie-aware: a neighbour counts within the exact k-th distance
 from unsup.quantization import QuantizedEmbedding, Quantizer, pack_bits, unpack_bits
 from unsup.quantization._search import _TopK
 
@@ -33,19 +34,6 @@ def digits():
 
 
 DIGITS = digits()
-
-
-def recall_at_k(V, indices, metric="euclidean"):
-    """Tie-aware recall of ``indices`` (neighbours of each row of V, itself excluded)
-    against the exact float64 neighbours: a neighbour counts when its exact distance
-    is within the exact k-th distance."""
-    k = indices.shape[1]
-    V64 = V.astype(np.float64)
-    D = cdist(V64, V64, metric)
-    np.fill_diagonal(D, np.inf)
-    kth = np.sort(D, axis=1)[:, k - 1 : k]
-    got = np.take_along_axis(D, indices, axis=1)
-    return float(np.mean(got <= kth * (1 + 1e-9) + 1e-12))
 
 
 def test_exported_at_top_level():
@@ -425,7 +413,7 @@ def test_topk_keeps_the_k_smallest(integer):
 
 def _recall(V, n_bits, rescore, metric="euclidean", **params):
     qe = QuantizedEmbedding(n_bits=n_bits, **params).fit(V)
-    return recall_at_k(V, qe.kneighbors(None, 10, metric=metric, rescore=rescore)[1], metric)
+    return recall_at_k(V, qe.kneighbors(None, 10, metric=metric, rescore=rescore)[1], metric=metric)
 
 
 @pytest.mark.parametrize("name", list(DIGITS))

@@ -40,9 +40,7 @@ from unsup.cluster._tree import check_n_clusters, cluster_roots, cut_tree_labels
 
 __all__ = ["AgglomerativeClustering"]
 
-LINKAGES = ("ward", "complete", "average", "single", "weighted", "centroid", "median")
-#: Linkages whose update formula assumes euclidean geometry (centroids, means).
-EUCLIDEAN_LINKAGES = ("ward", "centroid", "median")
+from unsup._names import EUCLIDEAN_LINKAGES, LINKAGES  # noqa: E402 - one list for the estimator and the command line
 
 #: Registry metric -> ``scipy.spatial.distance.pdist`` name (same values up to round-off).
 _PDIST_NAMES = {

@@ -13,6 +13,7 @@ from unsup.metrics._pairwise import (
     pairwise_distances_argmin_min,
     pairwise_distances_chunked,
 )
+from unsup.metrics._ranking import recall_at_k
 from unsup.metrics._registry import METRIC_NAMES, Metric, get_metric
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "pairwise_distances",
     "pairwise_distances_argmin_min",
     "pairwise_distances_chunked",
+    "recall_at_k",
 ]

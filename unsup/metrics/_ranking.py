@@ -1,0 +1,103 @@
+"""Quality of a nearest-neighbour search: :func:`recall_at_k`.
+
+Design constraints:
+
+- One definition for the command line, the tests, the benchmarks and the
+  examples: a returned neighbour counts when its exact distance is within the
+  exact ``k``-th distance of its query (ties at the ``k``-th distance all
+  count; any of them is a correct answer), so the figure does not depend on
+  how an exact search happens to order equal distances.
+- The exact distances are :func:`unsup.metrics.pairwise_distances` in float64,
+  block by block over the queries (memory of one block, not ``n_queries x
+  n_samples``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from unsup.metrics._pairwise import pairwise_distances
+
+__all__ = ["recall_at_k"]
+
+#: Relative and absolute slack on the k-th distance: round-off, not a looser search.
+_RTOL, _ATOL = 1e-9, 1e-12
+#: Queries per block of exact distances.
+_BLOCK = 1024
+
+
+def recall_at_k(X, indices, *, queries=None, metric="euclidean", **params):
+    """Recall@k of a neighbour search: the share of the exact ``k`` nearest neighbours it returned.
+
+    For each query, a returned index counts when its exact distance to the
+    query is at most the exact ``k``-th smallest distance (up to round-off,
+    relative 1e-9), where ``k = indices.shape[1]``. Where several points tie
+    at the ``k``-th distance any of them is a correct ``k``-th neighbour, so
+    each counts; an index returned twice counts once. The recall is the mean,
+    over the queries, of the count divided by ``k``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        The searched set (what the index was fitted on).
+    indices : array-like of int, shape (n_queries, k)
+        The neighbours the search returned for each query: row indices into ``X``.
+    queries : array-like of shape (n_queries, n_features), default=None
+        The query points. ``None``: the queries are the rows of ``X``, each
+        excluded from its own neighbours (what ``kneighbors(None)`` returns,
+        scikit-learn's convention). Query points given here are not excluded
+        from the searched set (a row of ``X`` finds itself at distance 0).
+    metric : str or callable, default="euclidean"
+        The distance the exact search uses (:func:`pairwise_distances`'s).
+    **params
+        Parameters of the metric (``p`` for minkowski).
+
+    Returns
+    -------
+    recall : float
+        In [0, 1]; 1 when every returned neighbour is an exact one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from unsup.metrics import recall_at_k
+    >>> X = np.array([[0.0], [1.0], [3.0], [7.0]])
+    >>> recall_at_k(X, [[1], [0], [1], [2]])  # each row's nearest other row
+    1.0
+    >>> recall_at_k(X, [[3], [0], [1], [2]])  # the first query got 7.0, not 1.0
+    0.75
+    >>> recall_at_k(X, [[0, 2]], queries=[[2.0]])  # 1.0 and 3.0 are the 2 nearest to 2.0; 0.0 is not
+    0.5
+    """
+    X = np.asarray(X, dtype=np.float64)
+    indices = np.asarray(indices)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-d (n_samples, n_features), got shape {X.shape}.")
+    if indices.ndim != 2 or indices.shape[1] == 0 or indices.dtype.kind not in "iu":
+        raise ValueError(f"indices must be a 2-d array of integers with k >= 1 columns, got {indices.dtype} {indices.shape}.")
+    if indices.size and (indices.min() < 0 or indices.max() >= X.shape[0]):
+        raise ValueError(f"indices must be in [0, {X.shape[0] - 1}] (rows of X).")
+    exclude_self = queries is None
+    Q = X if exclude_self else np.asarray(queries, dtype=np.float64)
+    if Q.ndim != 2 or Q.shape[1] != X.shape[1]:
+        raise ValueError(f"queries must be 2-d with {X.shape[1]} features, got shape {Q.shape}.")
+    if len(indices) != len(Q):
+        raise ValueError(f"indices has {len(indices)} rows for {len(Q)} queries.")
+    k = indices.shape[1]
+    if k > X.shape[0] - exclude_self:
+        raise ValueError(f"k={k} is larger than the {X.shape[0] - exclude_self} points each query can find.")
+    if len(Q) == 0:
+        raise ValueError("recall_at_k needs at least one query.")
+    order = np.sort(indices, axis=1)
+    first = np.ones(order.shape, dtype=bool)
+    first[:, 1:] = order[:, 1:] != order[:, :-1]  # an index returned twice counts once
+    hits = 0
+    for r0 in range(0, len(Q), _BLOCK):
+        r1 = min(r0 + _BLOCK, len(Q))
+        D = np.asarray(pairwise_distances(Q[r0:r1], X, metric=metric, **params), dtype=np.float64)
+        if exclude_self:
+            D[np.arange(r1 - r0), np.arange(r0, r1)] = np.inf
+        kth = np.partition(D, k - 1, axis=1)[:, k - 1 : k]
+        got = np.take_along_axis(D, order[r0:r1], axis=1)
+        hits += int(np.count_nonzero((got <= kth * (1 + _RTOL) + _ATOL) & first[r0:r1]))
+    return hits / (len(Q) * k)
