@@ -45,7 +45,7 @@ from unsup._sklearn_adapter import (
 from unsup.cluster._metric_param import METRIC_CONSTRAINT
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
-from unsup.metrics._registry import Cosine, Metric, _UnitCosine, get_metric, is_precomputed
+from unsup.metrics._registry import Metric, get_metric, is_precomputed
 from unsup.utils._threads import openmp_n_threads, single_threaded
 from unsup.utils.validation import upcast_if_overflow
 
@@ -197,15 +197,15 @@ def _kmeans_single_generic(X, sample_weight, centres, metric, *, max_iter, tol, 
     return labels.astype(np.int32), float(mins @ sample_weight), centres, i + 1
 
 
-def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbose):
+def _kmeans_single_spherical(Xn, sample_weight, centres, metric, *, max_iter, tol, verbose):
     """Spherical k-means on unit rows: scikit-learn's fused Lloyd step, then renormalise.
 
     For unit vectors the nearest centre in euclidean distance is the one of
     least cosine distance, so one Lloyd iteration followed by rescaling the
-    new centres to unit length is exactly one spherical k-means iteration.
-    Prior validation of data is assumed: ``Xn`` has unit (or zero) rows and
-    ``centres`` unit rows. Returns labels, inertia (sum of cosine distances),
-    centres, n_iter.
+    new centres to unit length (``metric.prepare``, a ``unit_rows`` metric)
+    is exactly one spherical k-means iteration. Prior validation of data is
+    assumed: ``Xn`` has unit (or zero) rows and ``centres`` unit rows.
+    Returns labels, inertia (sum of cosine distances), centres, n_iter.
     """
     n_threads = openmp_n_threads()
     centres = np.ascontiguousarray(centres, dtype=Xn.dtype)
@@ -214,7 +214,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
     with single_threaded("blas"):  # the step runs BLAS in each OpenMP thread
         for i in range(max_iter):
             labels, new = lloyd_step(Xn, sample_weight, centres, n_threads)
-            new = Cosine.normalize(new)
+            new = metric.prepare(new)
             total_shift = float(((new - centres) ** 2).sum())
             centres = new
             if verbose:
@@ -231,7 +231,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
             labels_old = labels
     # Cosine distances to the final centres (and, without strict convergence,
     # the labels that match them).
-    final_labels, mins = _argmin_min(Xn, centres, _UnitCosine())
+    final_labels, mins = _argmin_min(Xn, centres, metric.prepared_cost())
     if not strict:
         labels = final_labels
     return labels.astype(np.int32), float(mins @ sample_weight), centres, i + 1
@@ -559,7 +559,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
                     print("Initialization complete")
                 if metric.unit_rows:  # spherical k-means
                     yield _kmeans_single_spherical(
-                        Xw, sample_weight, centres, max_iter=self.max_iter,
+                        Xw, sample_weight, centres, metric, max_iter=self.max_iter,
                         tol=self._tol, verbose=self.verbose,
                     )
                     continue
