@@ -477,15 +477,21 @@ def _weighted_sample(blocks, m, random_state):
 
 
 # ------------------------------------------------------------------ KMeans
-def _work_rows(X, mode, shift, dtype, *_metric):
-    """A block in the coordinates of the fit: centred (Lloyd), unit rows (cosine) or as it is."""
+def _fit_mode(metric):
+    """The coordinates a dask k-means fit works in: ``"center"`` (Lloyd, data centred),
+    ``"unit"`` (the metric's :meth:`~unsup.metrics.Metric.prepare`, unit rows) or ``"raw"``."""
+    return "center" if metric.lloyd else "unit" if metric.unit_rows else "raw"
+
+
+def _work_rows(X, mode, shift, dtype, metric_name, metric_params):
+    """A block in the coordinates of the fit: centred (Lloyd), prepared (cosine: unit rows) or as it is."""
     X = np.asarray(X, dtype=dtype)
     if mode == "center":
         return np.ascontiguousarray(X - shift.astype(dtype, copy=False))
     if mode == "unit":
-        from unsup.metrics._registry import Cosine
+        from unsup.metrics._registry import get_metric
 
-        return np.ascontiguousarray(Cosine.normalize(X))
+        return np.ascontiguousarray(get_metric(metric_name, **metric_params).prepare(X))
     return np.ascontiguousarray(X)
 
 
@@ -503,13 +509,12 @@ def _cost_block(X, w, start, spec, centres):
 
 
 def _cost_metric(spec):
-    from unsup.cluster._kmeans import _UnitCosine
+    """The k-means cost between rows in the fit's coordinates (:func:`_work_rows`)."""
     from unsup.metrics._registry import get_metric
 
     mode, _, _, metric_name, metric_params = spec
-    if mode == "unit":
-        return _UnitCosine()
-    return get_metric(metric_name, **metric_params).cost()
+    metric = get_metric(metric_name, **metric_params)
+    return metric.prepared_cost() if mode == "unit" else metric.cost()
 
 
 def _oversample_block(X, w, start, spec, centres, phi, ell, seed, rnd):
@@ -633,17 +638,14 @@ def _far_block(X, w, start, spec, centres, m):
     return cat(far_d), cat(far_i), cat(far_x), cat(far_w), cat(far_l)
 
 
-def _final_block(X, w, start, spec, centres, metric_name):
+def _final_block(X, w, start, spec, centres):
     """Labels' cluster weights and the inertia of a block on the final centres."""
-    from unsup.cluster._kmeans import _UnitCosine
     from unsup.metrics._pairwise import _argmin_min
 
     k = len(centres)
     weights, inertia = np.zeros(k), 0.0
     for _, Xs, ws in _sub_blocks(X, w, spec):
-        if spec[0] == "unit":
-            labels, mins = _argmin_min(Xs, centres, _UnitCosine())
-        elif spec[0] == "center":
+        if spec[0] == "center":
             labels = _labels_lloyd(Xs, ws, centres)
             diff = Xs - centres[labels]
             mins = np.einsum("ij,ij->i", diff, diff)
@@ -681,8 +683,6 @@ def _run_lloyd(blocks, spec, centres, *, max_iter, tol, verbose):
     again, a shift of exactly zero, so the shift alone stops at the same
     iteration with the same centres.
     """
-    from unsup.metrics._registry import Cosine
-
     dtype = spec[2]
     centres = np.ascontiguousarray(centres, dtype=dtype)
     for i in range(max_iter):
@@ -695,7 +695,7 @@ def _run_lloyd(blocks, spec, centres, *, max_iter, tol, verbose):
         new[hit] /= weights[hit][:, None]
         new = new.astype(dtype)
         if spec[0] == "unit":
-            new = Cosine.normalize(new)
+            new = _work_rows(new, *spec)
         shift = float(((new - centres) ** 2).sum())
         centres = np.ascontiguousarray(new)
         if verbose:
@@ -814,12 +814,11 @@ def fit_kmeans(estimator, X, y=None, sample_weight=None):
     tol = float(np.mean(summary.var) * estimator.tol) if estimator.tol else 0.0
     dtype = A.dtype
     rule = metric.centre_rule
-    mode = {"mean": "center", "normalized_mean": "unit"}.get(rule, "raw")
+    mode = _fit_mode(metric)
     shift = summary.mean.astype(dtype) if mode == "center" else np.zeros(d, dtype=dtype)
     spec = (mode, shift, dtype, estimator.metric, dict(estimator.metric_params or {}))
     random_state = check_random_state(estimator.random_state)
-    exact = rule in ("mean", "normalized_mean", "mode")
-    if not exact:
+    if not metric.streams_exactly:
         warnings.warn(
             f"KMeans(metric={metric.name!r}) on a dask array: the {rule} centre has no per-block "
             "summary, so the fit runs mini-batch k-means over the blocks (partial_fit), an "
@@ -832,9 +831,7 @@ def fit_kmeans(estimator, X, y=None, sample_weight=None):
     for _ in range(n_init):
         centres = _initial_centres(estimator, A, blocks, spec, metric, random_state, explicit)
         if mode == "unit":
-            from unsup.metrics._registry import Cosine
-
-            centres = Cosine.normalize(centres)
+            centres = metric.prepare(centres)
         if estimator.verbose:
             print("Initialization complete")
         kwargs = dict(max_iter=estimator.max_iter, tol=tol, verbose=estimator.verbose)
@@ -854,7 +851,7 @@ def fit_kmeans(estimator, X, y=None, sample_weight=None):
         if run is None:
             run = _run_minibatch(estimator, A, w, centres, random_state, **kwargs)
         centres, n_iter = run
-        parts = _each_block(_final_block, blocks, spec, centres, metric.name)
+        parts = _each_block(_final_block, blocks, spec, centres)
         cluster_weights = sum(p[0] for p in parts)
         inertia = math.fsum(p[1] for p in parts)
         if best is None or inertia < best[1]:
@@ -1231,52 +1228,20 @@ def fit_predict_gmm(estimator, X, y=None, sample_weight=None):
     if ct == "tied":
         gdata.S_all = sum(r[1] for r in radius_parts)
 
-    do_init = not (estimator.warm_start and hasattr(estimator, "converged_"))
-    n_init = estimator.n_init if do_init else 1
     random_state = check_random_state(estimator.random_state)
-    max_lower_bound, best, best_n_iter, best_bounds, best_converged = -np.inf, None, 0, [], False
-    for i_init in range(n_init):
-        estimator._print_verbose_msg_init_beg(i_init)
-        if do_init:
-            params = _initial_gmm_params(estimator, A, w, blocks, gdata, random_state, init)
-        else:
-            params = Params(
-                estimator.weights_, estimator.means_ - gdata.offset, estimator.precisions_cholesky_,
-                gdata, covariances=estimator.covariances_,
-            )
-        lower_bound = -np.inf if do_init else estimator.lower_bound_
-        bounds = []
-        if estimator.max_iter == 0:
-            best, best_n_iter = params, 0
-            continue
-        converged = False
-        for n_iter in range(1, estimator.max_iter + 1):
-            prev = lower_bound
-            lower_bound, params = _em_step_dask(blocks, gdata, params, estimator.reg_covar, k)
-            bounds.append(lower_bound)
-            estimator._print_verbose_msg_iter_end(n_iter, lower_bound - prev)
-            if abs(lower_bound - prev) < estimator.tol:
-                converged = True
-                break
-        estimator._print_verbose_msg_init_end(lower_bound, converged)
-        if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
-            max_lower_bound, best, best_n_iter, best_bounds = lower_bound, params, n_iter, bounds
-            best_converged = converged
 
-    if not best_converged and estimator.max_iter > 0:
-        warnings.warn(
-            "Best performing initialization did not converge. Try different init "
-            "parameters, or increase max_iter, tol, or check for degenerate data.",
-            ConvergenceWarning,
-            stacklevel=3,
+    def start(do_init):
+        if do_init:
+            return _initial_gmm_params(estimator, A, w, blocks, gdata, random_state, init)
+        return Params(
+            estimator.weights_, estimator.means_ - gdata.offset, estimator.precisions_cholesky_,
+            gdata, covariances=estimator.covariances_,
         )
+
+    best = estimator._em_runs(start, lambda params: _em_step_dask(blocks, gdata, params, estimator.reg_covar, k))
     # Every pass succeeded: only now does the estimator change.
     _set_features(estimator, d, names)
-    estimator.converged_ = best_converged
-    estimator._set_parameters(best, gdata.offset, A.dtype)
-    estimator.n_iter_ = best_n_iter
-    estimator.lower_bound_ = float(max_lower_bound)
-    estimator.lower_bounds_ = [float(v) for v in best_bounds]
+    estimator._set_fit(best, gdata.offset, A.dtype)
     estimator.labels_ = _lazy_map(_predictor(estimator), "predict", A, names)
     return estimator.labels_
 

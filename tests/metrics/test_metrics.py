@@ -252,3 +252,59 @@ def test_sparse_rows_where_the_kernel_takes_them(name):
     np.testing.assert_array_equal(idx, expected.argmin(axis=1))
     with pytest.raises(TypeError, match="dense data is required"):
         pairwise_distances(sp.csr_matrix(A), Y, metric="manhattan")
+
+
+# ------------------------------------------------------------ capabilities
+@pytest.mark.parametrize("name", METRIC_NAMES)
+def test_pdist_name_is_the_same_distance(name):
+    from scipy.spatial.distance import pdist, squareform
+
+    params = {"p": 3} if name == "minkowski" else {}
+    m = get_metric(name, **params)
+    data = XB if name == "hamming" else X
+    assert m.pdist_name is not None
+    np.testing.assert_allclose(
+        squareform(pdist(data, m.pdist_name, **m.scipy_params())), pairwise_distances(data, metric=m),
+        rtol=1e-10, atol=1e-12,
+    )
+
+
+@pytest.mark.parametrize("name", METRIC_NAMES)
+def test_capabilities_agree_with_the_centre_rule_and_cost(name):
+    m = get_metric(name)
+    # Lloyd applies exactly where the centre is the mean of a squared euclidean cost.
+    assert m.lloyd == (m.centre_rule == "mean" and m.cost().name == "sqeuclidean")
+    assert m.unit_rows == (m.centre_rule == "normalized_mean")
+    assert m.streams_exactly == (m.centre_rule in ("mean", "normalized_mean", "mode"))
+    assert m.euclidean_linkages == (m.name == "euclidean")
+    # The prepared cost between prepared rows is the cost between the rows.
+    np.testing.assert_allclose(
+        m.prepared_cost()._block(m.prepare(X), m.prepare(Y)), m.cost()._block(X, Y), atol=1e-12
+    )
+
+
+def test_fastcluster_args():
+    assert get_metric("chebyshev").fastcluster_args() == ("chebychev", None)  # fastcluster's spelling
+    assert get_metric("minkowski", p=3).fastcluster_args() == ("minkowski", 3.0)
+    func, extra = get_metric(lambda a, b, scale=1.0: scale * float(np.abs(a - b).sum()), scale=2.0).fastcluster_args()
+    assert extra is None and func(np.array([0.0, 1.0]), np.array([1.0, 3.0])) == 6.0
+
+
+def test_code_search_goes_through_the_registry():
+    from unsup.quantization._search import SEARCH_METRICS, exact_distances, search_metric
+
+    assert SEARCH_METRICS == ("euclidean", "cosine")
+    assert search_metric("l2") == get_metric("euclidean")
+    with pytest.raises(ValueError, match="metric must be one of"):
+        search_metric("manhattan")
+    index = np.tile(np.arange(len(Y)), (5, 1))
+    for name in SEARCH_METRICS:
+        np.testing.assert_allclose(exact_distances(X[:5], Y, index, name), cdist(X[:5], Y, name), atol=1e-12)
+
+
+def test_is_precomputed():
+    from unsup.metrics._registry import is_precomputed
+
+    assert is_precomputed("precomputed")
+    assert not is_precomputed("euclidean") and not is_precomputed(get_metric("cosine"))
+    assert not is_precomputed(np.array(["precomputed"]))

@@ -394,3 +394,12 @@ def test_collapsed_components_without_reg_covar_raise_for_every_covariance_type(
         gmm.fit(X)
     # the default reg_covar fits the same data, as scikit-learn's does
     GaussianMixture(n_components=2, covariance_type=covariance_type, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("method", ["fit", "fit_predict"])
+def test_convergence_warning_points_at_the_callers_line(method):
+    # Raised inside the shared EM loop, below fit_context and the dask dispatch:
+    # the warning names this file, the user's call, not unsup's wrappers.
+    with pytest.warns(ConvergenceWarning, match="did not converge") as record:
+        getattr(GaussianMixture(K, max_iter=1, tol=0, random_state=0), method)(X)
+    assert [w.filename for w in record if issubclass(w.category, ConvergenceWarning)] == [__file__]

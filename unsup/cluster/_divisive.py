@@ -37,7 +37,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.extmath import row_norms
-from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._dask import dask_support
 from unsup._sklearn_adapter import (
@@ -54,11 +54,12 @@ from unsup.cluster._hierarchical import (
     format_bytes,
     memory_budget_bytes,
 )
-from unsup.cluster._kmeans import _MEAN_METRICS, KMeans
+from unsup.cluster._kmeans import KMeans, kmeans_plusplus
+from unsup.cluster._metric_param import METRIC_CONSTRAINT, PrecomputedMixin
 from unsup.cluster._tree import _number_by_first_appearance, linkage_from_splits
 from unsup.metrics._centres import compute_centres
 from unsup.metrics._pairwise import _iter_blocks, pairwise_distances
-from unsup.metrics._registry import METRIC_NAMES, get_metric
+from unsup.metrics._registry import is_precomputed
 from unsup.utils._threads import openmp_n_threads, single_threaded
 from unsup.utils.validation import upcast_if_overflow
 
@@ -168,7 +169,7 @@ def diana_split(D):
 
 
 @dask_support
-class DivisiveClustering(ClusterMixin, BaseEstimator):
+class DivisiveClustering(PrecomputedMixin, ClusterMixin, BaseEstimator):
     """Top-down hierarchical clustering: bisecting k-means in any metric, or DIANA.
 
     Starting from one cluster holding every sample, clusters are split in two
@@ -283,7 +284,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "method": [StrOptions({"bisecting", "diana"})],
-        "metric": [StrOptions(set(METRIC_NAMES) | {"precomputed"}), callable],
+        "metric": METRIC_CONSTRAINT,
         "metric_params": [dict, None],
         "bisecting_strategy": [StrOptions({"biggest_inertia", "largest_cluster"})],
         "compute_full_tree": ["boolean"],
@@ -329,18 +330,11 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.pairwise = isinstance(self.metric, str) and self.metric == "precomputed"
         try:
             tags.input_tags.sparse = self._accept_sparse(self._get_metric()) is not False
         except (TypeError, ValueError):  # invalid parameters: fit will say so
             tags.input_tags.sparse = False
         return tags
-
-    def _get_metric(self):
-        """The metric (None for precomputed distances)."""
-        if isinstance(self.metric, str) and self.metric == "precomputed":
-            return None
-        return get_metric(self.metric, **(self.metric_params or {}))
 
     def _accept_sparse(self, metric):
         """``"csr"`` where bisecting's kernels take sparse rows (euclidean, sqeuclidean, cosine), else False.
@@ -371,7 +365,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         -------
         self : DivisiveClustering
         """
-        precomputed = isinstance(self.metric, str) and self.metric == "precomputed"
+        precomputed = is_precomputed(self.metric)
         if precomputed and self.method == "bisecting":
             raise ValueError(
                 "method='bisecting' needs feature vectors (k-means centres); "
@@ -398,7 +392,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         self._budget = memory_budget_bytes(self.memory_budget)
         # Squared-euclidean bisections call scikit-learn's Lloyd core directly, on
         # data centred once (unsup's KMeans would validate and centre each part).
-        lloyd = self.method == "bisecting" and metric.name in _MEAN_METRICS
+        lloyd = self.method == "bisecting" and metric.lloyd
         self._lloyd = _LloydData(X) if lloyd else None
 
         t_fit = time.perf_counter()
@@ -488,12 +482,13 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
     def _point_costs(self, Xs, centres, labels):
         """The k-means cost of each row of ``Xs`` to its centre ``centres[labels]``.
 
-        Squared euclidean costs are summed in numpy: the registry's large
-        blocks go through torch, whose OpenMP threads, still spinning after
-        the call, would slow scikit-learn's OpenMP Lloyd step that comes next.
+        Squared euclidean costs (``lloyd`` metrics) are summed in numpy: the
+        registry's large blocks go through torch, whose OpenMP threads, still
+        spinning after the call, would slow scikit-learn's OpenMP Lloyd step
+        that comes next.
         """
         cost = self._metric.cost()
-        if cost.name == "sqeuclidean":
+        if self._metric.lloyd:
             diff = Xs - centres[labels]
             return np.einsum("ij,ij->i", diff, diff)
         out = np.empty(Xs.shape[0])
@@ -513,16 +508,8 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             return self._bisect_lloyd(X, v)
         idx = self._members[v]
         Xs = X[idx]
-        km = _Bisection(
-            n_clusters=2,
-            metric=self.metric,
-            metric_params=self.metric_params,
-            init=self.init,
-            n_init=self.n_init,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            random_state=self._random_state,
-        )
+        shared = ("metric", "metric_params", "init", "n_init", "max_iter", "tol")
+        km = _Bisection(n_clusters=2, random_state=self._random_state, **{p: getattr(self, p) for p in shared})
         # A small cluster fills few of scikit-learn's 256-row chunks: more
         # OpenMP threads would mostly wait at the barriers (badly so on a busy
         # machine).
@@ -542,7 +529,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             costs = [self._costs[v], 0.0]
         else:
             centres = km.cluster_centers_
-            if self._metric.cost().name == "sqeuclidean":
+            if self._metric.lloyd:
                 # KMeans's inertia is the sum of both parts' SSE: sum the smaller part only.
                 small = int(np.count_nonzero(labels == 1) < np.count_nonzero(labels == 0))
                 diff = Xs[labels == small] - centres[small]
@@ -575,11 +562,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
         best = None
         for _ in range(self.n_init):
             if self.init == "k-means++":
-                from sklearn.cluster import kmeans_plusplus  # on first use: not at import unsup
-
-                centres_init, _ = kmeans_plusplus(
-                    Xs, 2, x_squared_norms=norms, sample_weight=w, random_state=rs
-                )
+                centres_init, _ = kmeans_plusplus(Xs, 2, self._metric, w, rs, x_squared_norms=norms)
             else:
                 centres_init = Xs[rs.choice(m, size=2, replace=False, p=w / w.sum())]
                 if sp.issparse(centres_init):
@@ -829,8 +812,7 @@ class DivisiveClustering(ClusterMixin, BaseEstimator):
             accept_sparse=self._accept_sparse(metric), accept_large_sparse=False,
         )
         X = X.astype(np.float64, copy=False)
-        if metric is None:
-            check_non_negative(X, whom="DivisiveClustering.predict (metric='precomputed')")
+        self._check_query_distances(X)
         state = self._predict_state
         m = X.shape[0]
         nodes = state["nodes"]

@@ -34,35 +34,14 @@ from sklearn.utils.validation import check_is_fitted, check_non_negative, valida
 
 from unsup._dask import dask_support
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
+from unsup.cluster._metric_param import METRIC_CONSTRAINT, PrecomputedMixin
 from unsup.metrics._pairwise import _block_rows, _iter_blocks
-from unsup.metrics._registry import METRIC_NAMES, Metric, get_metric
+from unsup.metrics._registry import Metric, get_metric
 from unsup.cluster._tree import check_n_clusters, cluster_roots, cut_tree_labels, n_clusters_for_threshold
 
 __all__ = ["AgglomerativeClustering"]
 
 from unsup._names import EUCLIDEAN_LINKAGES, LINKAGES  # noqa: E402 - one list for the estimator and the command line
-
-#: Registry metric -> ``scipy.spatial.distance.pdist`` name (same values up to round-off).
-_PDIST_NAMES = {
-    "euclidean": "euclidean",
-    "sqeuclidean": "sqeuclidean",
-    "manhattan": "cityblock",
-    "chebyshev": "chebyshev",
-    "minkowski": "minkowski",
-    "hamming": "hamming",
-    "cosine": "cosine",
-}
-#: Registry metric -> fastcluster ``linkage_vector`` name, for single linkage.
-_FASTCLUSTER_VECTOR_NAMES = {
-    "euclidean": "euclidean",
-    "sqeuclidean": "sqeuclidean",
-    "manhattan": "cityblock",
-    "chebyshev": "chebychev",  # fastcluster's spelling
-    "minkowski": "minkowski",
-    "hamming": "hamming",
-    "cosine": "cosine",
-    "callable": "callable",
-}
 
 #: Fraction of the available memory that the condensed matrix may take by default.
 MEMORY_FRACTION = 0.5
@@ -116,16 +95,18 @@ def has_lean_path(linkage, metric, X=None):
     """Whether fastcluster's ``linkage_vector`` serves this linkage and metric.
 
     ``metric`` is a :class:`~unsup.metrics.Metric` (``None`` for precomputed
-    distances, which have no lean path). Cosine qualifies only without
-    all-zero rows (fastcluster gives those no distance; unsup puts them at 1).
+    distances, which have no lean path): the euclidean linkages need its
+    ``euclidean_linkages``, single linkage its ``fastcluster_name``. A
+    ``unit_rows`` metric (cosine) qualifies only without all-zero rows
+    (fastcluster gives those no distance; unsup puts them at 1).
     """
     if metric is None:
         return False
     if linkage in EUCLIDEAN_LINKAGES:
-        return metric.name == "euclidean"
-    if linkage != "single" or metric.name not in _FASTCLUSTER_VECTOR_NAMES:
+        return metric.euclidean_linkages
+    if linkage != "single" or metric.fastcluster_name is None:
         return False
-    if metric.name == "cosine" and X is not None:
+    if metric.unit_rows and X is not None:
         return not np.any(~X.any(axis=1))
     return True
 
@@ -214,7 +195,7 @@ def _no_lean_reason(linkage, metric, X):
     if metric is None:
         return "Precomputed distances have no memory-lean path."
     if linkage in EUCLIDEAN_LINKAGES or linkage == "single":
-        if metric.name == "cosine":
+        if metric.unit_rows:
             return (
                 "Cosine single linkage has a memory-lean path only without all-zero rows "
                 "(fastcluster gives them no distance)."
@@ -230,21 +211,21 @@ def _no_lean_reason(linkage, metric, X):
 def condensed_distances(X, metric: Metric | None):
     """The condensed distance vector ``pdist`` would return, prior validation assumed.
 
-    Registry metrics with a scipy twin go through ``pdist`` (one fused C pass,
-    equal to the registry's kernels up to round-off); callables through the
-    registry's blocks. Cosine puts all-zero rows at distance 1 (the registry's
-    convention) where scipy gives NaN. ``metric=None``: ``X`` is a square
+    Registry metrics with a scipy twin (``pdist_name``) go through ``pdist``
+    (one fused C pass, equal to the registry's kernels up to round-off);
+    callables through the registry's blocks. Cosine (``unit_rows``) puts
+    all-zero rows at distance 1 (the registry's convention) where scipy gives
+    NaN. ``metric=None``: ``X`` is a square
     distance matrix and its upper triangle is returned.
     """
     if metric is None:
         return squareform(X, force="tovector", checks=False).astype(np.float64, copy=False)
     X = np.ascontiguousarray(X, dtype=np.float64)
     n = X.shape[0]
-    if metric.name in _PDIST_NAMES:
-        kw = {"p": metric.p} if metric.name == "minkowski" else {}
+    if metric.pdist_name is not None:
         with np.errstate(invalid="ignore", divide="ignore"):
-            y = pdist(X, _PDIST_NAMES[metric.name], **kw)
-        if metric.name == "cosine":
+            y = pdist(X, metric.pdist_name, **metric.scipy_params())
+        if metric.unit_rows:
             for i in np.flatnonzero(~X.any(axis=1)):
                 y[_condensed_row_indices(n, i)] = 1.0
         return y
@@ -280,11 +261,8 @@ def run_linkage(X, linkage, metric: Metric | None, engine, *, log=None):
     log = log or (lambda msg: None)
     if engine == "lean":
         fc = _fastcluster()
-        name = _FASTCLUSTER_VECTOR_NAMES[metric.name] if linkage == "single" else "euclidean"
-        extra = metric.p if metric.name == "minkowski" else None
-        if name == "callable":
-            func, params = metric.func, metric.params
-            name = lambda a, b: float(func(a, b, **params))  # noqa: E731
+        # single: any metric fastcluster knows; the others: euclidean (plan_engine checked)
+        name, extra = metric.fastcluster_args() if linkage == "single" else ("euclidean", None)
         t0 = time.perf_counter()
         Z = fc.linkage_vector(np.ascontiguousarray(X, dtype=np.float64), linkage, name, extra)
         log(f"linkage (fastcluster.linkage_vector, {linkage}) done in {time.perf_counter() - t0:.2f} s")
@@ -355,7 +333,7 @@ def _iter_query_blocks(X, reference, metric, working_memory=None):
 
 
 @dask_support
-class AgglomerativeClustering(ClusterMixin, BaseEstimator):
+class AgglomerativeClustering(PrecomputedMixin, ClusterMixin, BaseEstimator):
     """Bottom-up hierarchical clustering with any linkage and metric, ``predict`` and ``cut``.
 
     Each sample starts as its own cluster and the two closest clusters merge
@@ -474,7 +452,7 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left"), None],
-        "metric": [StrOptions(set(METRIC_NAMES) | {"precomputed"}), callable],
+        "metric": METRIC_CONSTRAINT,
         "metric_params": [dict, None],
         "linkage": [StrOptions(set(LINKAGES))],
         "distance_threshold": [Interval(Real, 0, None, closed="left"), None],
@@ -504,20 +482,14 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
         self.memory_budget = memory_budget
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.pairwise = isinstance(self.metric, str) and self.metric == "precomputed"
-        return tags
-
     def _log(self, msg):
         if self.verbose:
             print(f"[AgglomerativeClustering] {msg}")
 
     def _get_metric(self):
         """The registry metric, or None for precomputed distances; checks it suits the linkage."""
-        precomputed = isinstance(self.metric, str) and self.metric == "precomputed"
-        metric = None if precomputed else get_metric(self.metric, **(self.metric_params or {}))
-        if self.linkage in EUCLIDEAN_LINKAGES and (metric is None or metric.name != "euclidean"):
+        metric = super()._get_metric()
+        if self.linkage in EUCLIDEAN_LINKAGES and (metric is None or not metric.euclidean_linkages):
             shown = getattr(self.metric, "__name__", self.metric)
             raise ValueError(
                 f"linkage={self.linkage!r} needs metric='euclidean' (its merge rule works on "
@@ -677,8 +649,7 @@ class AgglomerativeClustering(ClusterMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         X = X.astype(np.float64, copy=False)
         metric = self._metric
-        if metric is None:
-            check_non_negative(X, whom="AgglomerativeClustering.predict (metric='precomputed')")
+        self._check_query_distances(X)
         if n_clusters is None and distance_threshold is None:
             summary = self._summary
         else:

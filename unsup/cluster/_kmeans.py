@@ -42,37 +42,16 @@ from unsup._sklearn_adapter import (
     lloyd,
     lloyd_step,
 )
+from unsup.cluster._metric_param import METRIC_CONSTRAINT
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
-from unsup.metrics._registry import METRIC_NAMES, Cosine, Metric, _is_small, _matmul_t, as_tensor, get_metric
+from unsup.metrics._registry import Metric, get_metric, is_precomputed
 from unsup.utils._threads import openmp_n_threads, single_threaded
 from unsup.utils.validation import upcast_if_overflow
 
 __all__ = ["KMeans"]
 
-_MEAN_METRICS = ("euclidean", "sqeuclidean")
 _MAX_STREAMED_MODES = 256
-
-
-class _UnitCosine(Cosine):
-    """Cosine distance between rows already of unit length (no renormalisation)."""
-
-    def _block(self, X, Y):
-        D = _matmul_t(X, Y)
-        np.subtract(1.0, D, out=D)
-        return np.clip(D, 0.0, 2.0, out=D)
-
-    def _argmin_block(self, X, Y):
-        if sp.issparse(X) or _is_small(X, Y):
-            S = _matmul_t(X, Y)
-            idx = np.argmax(S, axis=1)
-            best = S[np.arange(S.shape[0]), idx]
-        else:
-            import torch
-
-            top = torch.max(as_tensor(X) @ as_tensor(Y).T, dim=1)
-            idx, best = top.indices.numpy(), top.values.numpy()
-        return idx, np.clip(1.0 - best, 0.0, 2.0)
 
 
 def _tolerance(X, tol):
@@ -89,7 +68,42 @@ def _rows(X, indices):
     return R.toarray() if sp.issparse(R) else R.copy()
 
 
-def _kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n_local_trials=None):
+def kmeans_plusplus(X, n_clusters, metric: Metric, sample_weight, random_state, *, x_squared_norms=None):
+    """k-means++ seeding in the metric's k-means cost: the one seeding of every estimator.
+
+    A ``lloyd`` metric runs scikit-learn's own ``kmeans_plusplus`` (the same
+    random stream, so the same seeds as ``sklearn.cluster.KMeans``; it takes
+    ``x_squared_norms``); the others :func:`_greedy_kmeans_plusplus` in
+    ``metric.cost()``. Prior validation of data is assumed.
+
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    n_clusters : int
+    metric : Metric
+    sample_weight : ndarray of shape (n_samples,) or None
+        None: unit weights.
+    random_state : RandomState instance
+    x_squared_norms : ndarray of shape (n_samples,), default=None
+        Squared row norms, for the ``lloyd`` path (computed when None).
+
+    Returns
+    -------
+    centres : ndarray of shape (n_clusters, n_features)
+    indices : ndarray of shape (n_clusters,)
+    """
+    if metric.lloyd:
+        from sklearn.cluster import kmeans_plusplus as sk_kmeans_plusplus  # on first use: not at import unsup
+
+        return sk_kmeans_plusplus(
+            X, n_clusters, sample_weight=sample_weight, x_squared_norms=x_squared_norms,
+            random_state=random_state,
+        )
+    w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    return _greedy_kmeans_plusplus(X, n_clusters, metric.cost(), w, random_state)
+
+
+def _greedy_kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n_local_trials=None):
     """k-means++ seeding in any metric: sample in proportion to the cost to the nearest centre.
 
     scikit-learn's greedy variant (``2 + log k`` candidates, keep the one that
@@ -183,15 +197,15 @@ def _kmeans_single_generic(X, sample_weight, centres, metric, *, max_iter, tol, 
     return labels.astype(np.int32), float(mins @ sample_weight), centres, i + 1
 
 
-def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbose):
+def _kmeans_single_spherical(Xn, sample_weight, centres, metric, *, max_iter, tol, verbose):
     """Spherical k-means on unit rows: scikit-learn's fused Lloyd step, then renormalise.
 
     For unit vectors the nearest centre in euclidean distance is the one of
     least cosine distance, so one Lloyd iteration followed by rescaling the
-    new centres to unit length is exactly one spherical k-means iteration.
-    Prior validation of data is assumed: ``Xn`` has unit (or zero) rows and
-    ``centres`` unit rows. Returns labels, inertia (sum of cosine distances),
-    centres, n_iter.
+    new centres to unit length (``metric.prepare``, a ``unit_rows`` metric)
+    is exactly one spherical k-means iteration. Prior validation of data is
+    assumed: ``Xn`` has unit (or zero) rows and ``centres`` unit rows.
+    Returns labels, inertia (sum of cosine distances), centres, n_iter.
     """
     n_threads = openmp_n_threads()
     centres = np.ascontiguousarray(centres, dtype=Xn.dtype)
@@ -200,7 +214,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
     with single_threaded("blas"):  # the step runs BLAS in each OpenMP thread
         for i in range(max_iter):
             labels, new = lloyd_step(Xn, sample_weight, centres, n_threads)
-            new = Cosine.normalize(new)
+            new = metric.prepare(new)
             total_shift = float(((new - centres) ** 2).sum())
             centres = new
             if verbose:
@@ -217,7 +231,7 @@ def _kmeans_single_spherical(Xn, sample_weight, centres, *, max_iter, tol, verbo
             labels_old = labels
     # Cosine distances to the final centres (and, without strict convergence,
     # the labels that match them).
-    final_labels, mins = _argmin_min(Xn, centres, _UnitCosine())
+    final_labels, mins = _argmin_min(Xn, centres, metric.prepared_cost())
     if not strict:
         labels = final_labels
     return labels.astype(np.int32), float(mins @ sample_weight), centres, i + 1
@@ -320,7 +334,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "metric": [StrOptions(set(METRIC_NAMES) | {"precomputed"}), callable],
+        "metric": METRIC_CONSTRAINT,
         "metric_params": [dict, None],
         "init": [StrOptions({"k-means++", "k-means||", "random"}), callable, "array-like"],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -367,7 +381,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     # ------------------------------------------------------------ validation
     def _get_metric(self) -> Metric:
-        if isinstance(self.metric, str) and self.metric == "precomputed":
+        if is_precomputed(self.metric):
             raise ValueError(
                 "KMeans does not accept metric='precomputed': its centres live in "
                 "feature space, so it needs the feature matrix. Pass X with a metric "
@@ -438,18 +452,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _init_centres(self, X, sample_weight, metric, random_state, x_squared_norms=None):
         init = self.init
         if isinstance(init, str) and init == "k-means++":
-            if metric.name in _MEAN_METRICS:
-                from sklearn.cluster import kmeans_plusplus  # on first use: not at import unsup
-
-                centres, _ = kmeans_plusplus(
-                    X,
-                    self.n_clusters,
-                    sample_weight=sample_weight,
-                    x_squared_norms=x_squared_norms,
-                    random_state=random_state,
-                )
-                return centres
-            return _kmeans_plusplus(X, self.n_clusters, metric.cost(), sample_weight, random_state)[0]
+            return kmeans_plusplus(
+                X, self.n_clusters, metric, sample_weight, random_state, x_squared_norms=x_squared_norms
+            )[0]
         if isinstance(init, str) and init == "k-means||":
             return _kmeans_parallel(self, X, sample_weight, random_state)
         if isinstance(init, str) and init == "random":
@@ -493,7 +498,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
             self.__dict__.pop(stale, None)
         if self.batch_size is not None:
             self._fit_minibatch(X, sample_weight, metric, random_state)
-        elif metric.name in _MEAN_METRICS:
+        elif metric.lloyd:
             self._fit_lloyd(X, sample_weight, random_state)
         else:
             self._fit_generic(X, sample_weight, metric, random_state)
@@ -543,25 +548,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         self.cluster_centers_ = (self.cluster_centers_ + X_mean).astype(X.dtype, copy=False)
         self.labels_ = self.labels_.astype(np.int32, copy=False)
 
-    def _work_space(self, X, metric):
-        """Data and metrics the generic loop runs in: unit rows for cosine."""
-        if metric.name == "cosine":
-            return Cosine.normalize(X), _UnitCosine()
-        return X, metric.cost()
-
     def _fit_generic(self, X, sample_weight, metric, random_state):
-        Xw, cost = self._work_space(X, metric)
+        # The data and cost the loop runs in: unit rows for cosine.
+        Xw, cost = metric.prepare(X), metric.prepared_cost()
 
         def runs():
             for _ in range(self._n_init):
-                centres = self._init_centres(X, sample_weight, metric, random_state)
-                if metric.name == "cosine":
-                    centres = Cosine.normalize(centres)
+                centres = metric.prepare(self._init_centres(X, sample_weight, metric, random_state))
                 if self.verbose:
                     print("Initialization complete")
-                if metric.name == "cosine":
+                if metric.unit_rows:  # spherical k-means
                     yield _kmeans_single_spherical(
-                        Xw, sample_weight, centres, max_iter=self.max_iter,
+                        Xw, sample_weight, centres, metric, max_iter=self.max_iter,
                         tol=self._tol, verbose=self.verbose,
                     )
                     continue
@@ -622,9 +620,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
     def _init_stream(self, X, sample_weight, metric, random_state):
         """Initial centres from ``X`` and empty sufficient statistics."""
         centres = self._init_centres(X, sample_weight, metric, random_state).astype(X.dtype)
-        if metric.name == "cosine":
-            centres = Cosine.normalize(centres)
-        self.cluster_centers_ = centres
+        self.cluster_centers_ = metric.prepare(centres)
         self.n_steps_ = 0
         self._stream = self._stream_statistics(np.zeros(len(centres)))
 
@@ -662,11 +658,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         centres = self.cluster_centers_
         hit = batch_weights > 0
         if rule in ("mean", "normalized_mean"):
-            Xs = Cosine.normalize(X) if rule == "normalized_mean" else X
             sums = self._stream["sums"]
-            sums += cluster_sums(Xs, labels, w, k)[0]
-            new = sums[hit] / (weights[hit] + batch_weights[hit])[:, None]
-            centres[hit] = Cosine.normalize(new) if rule == "normalized_mean" else new
+            sums += cluster_sums(metric.prepare(X), labels, w, k)[0]  # unit rows for cosine
+            centres[hit] = metric.prepare(sums[hit] / (weights[hit] + batch_weights[hit])[:, None])
         elif rule == "mode":
             self._stream_modes(X, labels, w)
         elif rule == "median":
@@ -762,10 +756,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         X = upcast_if_overflow(X)
         centres = self.cluster_centers_.astype(X.dtype, copy=False)
         w = np.ones(X.shape[0], dtype=X.dtype) if sample_weight is None else sample_weight
-        if metric.name in _MEAN_METRICS:  # scikit-learn's own labelling, for parity
+        if metric.lloyd:  # scikit-learn's own labelling, for parity
             return labels_inertia(X, w.astype(X.dtype, copy=False), centres, openmp_n_threads())
-        Xw, cost = self._work_space(X, metric)
-        labels, mins = _argmin_min(Xw, centres, cost)
+        labels, mins = _argmin_min(metric.prepare(X), centres, metric.prepared_cost())
         return labels, float(mins @ w)
 
     def _check_inference_data(self, X):

@@ -14,7 +14,7 @@ from sklearn import get_config
 from sklearn.metrics.pairwise import check_pairwise_arrays
 from sklearn.utils.validation import check_non_negative
 
-from unsup.metrics._registry import Metric, get_metric
+from unsup.metrics._registry import Metric, get_metric, is_precomputed
 
 __all__ = [
     "pairwise_distances",
@@ -125,7 +125,7 @@ def pairwise_distances(X, Y=None, metric="euclidean", *, working_memory=None, **
     array([[0., 7.],
            [7., 0.]])
     """
-    if isinstance(metric, str) and metric == "precomputed":
+    if is_precomputed(metric):
         X, _ = check_pairwise_arrays(X, Y, precomputed=True, accept_sparse=False)
         check_non_negative(X, whom="pairwise_distances")
         return X

@@ -15,6 +15,11 @@ Design constraints
   its k-means cost over a cluster (mean, median, normalised mean, mode,
   medoid), and the cost itself (squared euclidean for ``euclidean``, so that
   the mean is the minimiser; the distance itself for the others).
+- Each metric also declares what the estimators need to know about it (its
+  *capabilities*: whether Lloyd applies, the scipy and fastcluster names, the
+  row normalisation it works in, whether the codes of a quantized embedding
+  can be searched in it), so that an estimator asks the metric instead of
+  comparing names, and adding a metric is one class and one registry entry.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.preprocessing import normalize as _sk_normalize
 from sklearn.utils.extmath import safe_sparse_dot
 
-__all__ = ["Metric", "get_metric", "METRIC_NAMES"]
+__all__ = ["Metric", "get_metric", "is_precomputed", "METRIC_NAMES", "PRECOMPUTED"]
 
 CENTRE_RULES = ("mean", "median", "normalized_mean", "mode", "medoid")
 
@@ -68,6 +73,9 @@ class Metric:
         The centre that minimises the within-cluster cost for this metric.
     params : dict
         Extra parameters (``p`` for minkowski).
+
+    The capabilities below are class attributes (see ``docs/metrics.md``):
+    estimators read them instead of comparing names.
     """
 
     name = "metric"
@@ -77,6 +85,25 @@ class Metric:
     #: Name of the metric whose values k-means sums (the inertia), if it
     #: differs from this metric: squared euclidean for euclidean.
     cost_name: str | None = None
+    #: The centre is the plain mean and the cost the squared euclidean
+    #: distance, so k-means runs scikit-learn's Lloyd core (and its k-means++).
+    lloyd = False
+    #: The linkages whose merge rule needs euclidean geometry (ward, centroid,
+    #: median) accept this metric.
+    euclidean_linkages = False
+    #: Distances depend only on the directions of the rows: estimators work
+    #: on rows scaled to unit length (:meth:`prepare`), and an all-zero row
+    #: has no direction.
+    unit_rows = False
+    #: The ``scipy.spatial.distance.pdist`` name of the same distance (with
+    #: :meth:`scipy_params`), or None where scipy has no twin.
+    pdist_name: str | None = None
+    #: fastcluster's ``linkage_vector`` name (see :meth:`fastcluster_args`),
+    #: or None where fastcluster has no memory-lean path for it.
+    fastcluster_name: str | None = None
+    #: The codes of a quantized embedding can be searched in this metric
+    #: (:meth:`scan_queries`, :meth:`scan_block`, :meth:`exact_rows`).
+    searches_codes = False
 
     def __init__(self, **params):
         if params:
@@ -125,6 +152,46 @@ class Metric:
         """Turn values of :meth:`cost` into values of this metric, in place."""
         return C
 
+    # ------------------------------------------------------------ capabilities
+    @property
+    def streams_exactly(self):
+        """Whether the centre rule has a finite summary of the points seen
+        (sums for the means, value counts for the mode), so that mini-batch
+        and per-block (dask) updates give the exact rule; median and medoid
+        centres are only approximated that way."""
+        return self.centre_rule in ("mean", "normalized_mean", "mode")
+
+    def scipy_params(self):
+        """Keyword arguments of :attr:`pdist_name` in scipy (``p`` for minkowski)."""
+        return {}
+
+    def fastcluster_args(self):
+        """``(metric, extra)`` for ``fastcluster.linkage_vector`` (a name or a function, and its parameter)."""
+        return self.fastcluster_name, None
+
+    def prepare(self, X):
+        """``X`` in the coordinates the estimators work in (unit rows for cosine; ``X`` itself otherwise)."""
+        return X
+
+    def prepared_cost(self):
+        """The k-means cost (:meth:`cost`) between rows already :meth:`prepare`-d."""
+        return self.cost()
+
+    # Search over quantized codes (only where ``searches_codes``): a block of
+    # dequantised rows ``B`` (float32, one spare last column) and the queries
+    # ``Q`` are written so that ``Q @ B.T`` ranks the rows as this metric does.
+    def scan_queries(self, queries, Q):
+        """Write the scan form of ``queries`` (n, d) into ``Q`` (n, d + 1, zeros)."""
+        raise ValueError(f"Quantized codes cannot be searched in metric {self.name!r}.")
+
+    def scan_block(self, B, d):
+        """Turn the dequantised rows ``B[:, :d]`` into their scan form, in place."""
+        raise ValueError(f"Quantized codes cannot be searched in metric {self.name!r}.")
+
+    def exact_rows(self, q, rows):
+        """Distances (float64, (m, k)) of the queries ``q`` (m, d) to their rows ``rows`` (m, k, d)."""
+        raise ValueError(f"Quantized codes cannot be searched in metric {self.name!r}.")
+
     def __call__(self, a, b):
         """Distance between two vectors (slow; for use as a callable)."""
         a = np.asarray(a, dtype=np.float64).reshape(1, -1)
@@ -136,6 +203,9 @@ class SqEuclidean(Metric):
     name = "sqeuclidean"
     centre_rule = "mean"
     accepts_sparse = True
+    lloyd = True
+    pdist_name = "sqeuclidean"
+    fastcluster_name = "sqeuclidean"
 
     def _block(self, X, Y):
         dtype = _as_float(X, Y)
@@ -167,6 +237,10 @@ class SqEuclidean(Metric):
 class Euclidean(SqEuclidean):
     name = "euclidean"
     cost_name = "sqeuclidean"
+    euclidean_linkages = True
+    pdist_name = "euclidean"
+    fastcluster_name = "euclidean"
+    searches_codes = True
 
     def _block(self, X, Y):
         D = super()._block(X, Y)
@@ -174,6 +248,20 @@ class Euclidean(SqEuclidean):
 
     def distance_from_cost(self, C):
         return np.sqrt(C, out=C)
+
+    # The scan ranks by ``|x|² − 2 q·x`` (the squared distance less the
+    # query's constant ``|q|²``): queries ``[−2q, 1]``, block rows ``[x, |x|²]``.
+    def scan_queries(self, queries, Q):
+        d = queries.shape[1]
+        np.multiply(queries, -2.0, out=Q[:, :d])
+        Q[:, d] = 1.0
+
+    def scan_block(self, B, d):
+        B[:, d] = np.einsum("ij,ij->i", B[:, :d], B[:, :d])
+
+    def exact_rows(self, q, rows):
+        diff = rows - q[:, None, :]
+        return np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
 
 
 class _TorchCdist(Metric):
@@ -203,15 +291,21 @@ class Manhattan(_TorchCdist):
     name = "manhattan"
     centre_rule = "median"
     p = 1.0
+    pdist_name = "cityblock"
+    fastcluster_name = "cityblock"
 
 
 class Chebyshev(_TorchCdist):
     name = "chebyshev"
     p = math.inf
+    pdist_name = "chebyshev"
+    fastcluster_name = "chebychev"  # fastcluster's spelling
 
 
 class Minkowski(_TorchCdist):
     name = "minkowski"
+    pdist_name = "minkowski"
+    fastcluster_name = "minkowski"
 
     def __init__(self, p=2, **params):
         if params:
@@ -227,6 +321,12 @@ class Minkowski(_TorchCdist):
             raise ValueError(f"The 'p' parameter of minkowski must be > 0. Got p={p!r}.")
         self.p = float(p)
         self.params = {"p": p}
+
+    def scipy_params(self):
+        return {"p": self.p}
+
+    def fastcluster_args(self):
+        return self.fastcluster_name, self.p
 
 
 #: Below this many multiply-adds a block goes to numpy/scipy, single-threaded:
@@ -254,6 +354,10 @@ class Cosine(Metric):
     name = "cosine"
     centre_rule = "normalized_mean"
     accepts_sparse = True
+    unit_rows = True
+    pdist_name = "cosine"
+    fastcluster_name = "cosine"
+    searches_codes = True
 
     @staticmethod
     def normalize(X):
@@ -270,10 +374,64 @@ class Cosine(Metric):
         np.subtract(1.0, D, out=D)
         return np.clip(D, 0.0, 2.0, out=D)
 
+    def prepare(self, X):
+        return self.normalize(X)
+
+    def prepared_cost(self):
+        return _UnitCosine()
+
+    # The scan ranks by ``−cos``: queries and block rows scaled to unit length
+    # (the extra column stays zero).
+    def scan_queries(self, queries, Q):
+        d = queries.shape[1]
+        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
+        np.divide(queries, np.where(norms > 0, norms, 1.0)[:, None], out=Q[:, :d])
+        np.negative(Q[:, :d], out=Q[:, :d])
+
+    def scan_block(self, B, d):
+        norms = np.sqrt(np.einsum("ij,ij->i", B[:, :d], B[:, :d]))
+        B[:, :d] /= np.where(norms > 0, norms, 1.0)[:, None]
+
+    def exact_rows(self, q, rows):
+        qn = np.linalg.norm(q, axis=1)
+        rn = np.linalg.norm(rows, axis=2)
+        dot = np.einsum("ijk,ik->ij", rows, q)
+        denom = qn[:, None] * rn
+        cos = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
+        return np.clip(1.0 - cos, 0.0, 2.0)
+
+
+class _UnitCosine(Cosine):
+    """Cosine distance between rows already of unit length (no renormalisation).
+
+    The cost :meth:`Cosine.prepared_cost` gives: the estimators normalise
+    their data once (:meth:`Cosine.prepare`), then search nearest centres by
+    the largest dot product.
+    """
+
+    def _block(self, X, Y):
+        D = _matmul_t(X, Y)
+        np.subtract(1.0, D, out=D)
+        return np.clip(D, 0.0, 2.0, out=D)
+
+    def _argmin_block(self, X, Y):
+        if sp.issparse(X) or _is_small(X, Y):
+            S = _matmul_t(X, Y)
+            idx = np.argmax(S, axis=1)
+            best = S[np.arange(S.shape[0]), idx]
+        else:
+            import torch
+
+            top = torch.max(as_tensor(X) @ as_tensor(Y).T, dim=1)
+            idx, best = top.indices.numpy(), top.values.numpy()
+        return idx, np.clip(1.0 - best, 0.0, 2.0)
+
 
 class Hamming(Metric):
     name = "hamming"
     centre_rule = "mode"
+    pdist_name = "hamming"
+    fastcluster_name = "hamming"
 
     def _block(self, X, Y):
         dtype = _as_float(X, Y)
@@ -290,10 +448,15 @@ class CallableMetric(Metric):
 
     name = "callable"
     centre_rule = "medoid"
+    fastcluster_name = "callable"
 
     def __init__(self, func: Callable, **params):
         self.func = func
         self.params = dict(params)
+
+    def fastcluster_args(self):
+        func, params = self.func, self.params
+        return (lambda a, b: float(func(a, b, **params))), None
 
     def __repr__(self):
         return f"get_metric({getattr(self.func, '__name__', self.func)!r})"
@@ -323,8 +486,23 @@ _METRICS: dict[str, type[Metric]] = {
 }
 
 #: Every name :func:`get_metric` accepts, aliases included. ("precomputed" is
-#: not a metric: :func:`unsup.metrics.pairwise_distances` accepts it besides.)
+#: not a metric: :func:`unsup.metrics.pairwise_distances` and the estimators
+#: that can work from distances alone accept it besides.)
 METRIC_NAMES = tuple(sorted(_METRICS))
+
+#: The ``metric`` value that says ``X`` already holds the distances.
+PRECOMPUTED = "precomputed"
+
+
+def names_with(capability: str) -> tuple:
+    """Canonical names, in registry order and without aliases, of the metrics
+    whose class attribute ``capability`` (e.g. ``"searches_codes"``) is true."""
+    return tuple(dict.fromkeys(cls.name for cls in _METRICS.values() if getattr(cls, capability)))
+
+
+def is_precomputed(metric) -> bool:
+    """Whether ``metric`` is ``"precomputed"`` (``X`` holds distances, not features)."""
+    return isinstance(metric, str) and metric == PRECOMPUTED
 
 
 def get_metric(metric="euclidean", **params) -> Metric:

@@ -19,6 +19,8 @@ Design constraints
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from numbers import Integral, Real
 from time import time
@@ -32,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from unsup._dask import dask_support
 from unsup._sklearn_adapter import Interval, StrOptions, check_sample_weight, fit_context
 from unsup.cluster import KMeans
-from unsup.cluster._kmeans import _MEAN_METRICS, _kmeans_plusplus
+from unsup.cluster._kmeans import kmeans_plusplus
 from unsup.metrics._registry import METRIC_NAMES, get_metric
 from unsup.mixture._em import (
     EMData,
@@ -49,6 +51,27 @@ from unsup.utils.validation import upcast_if_overflow
 __all__ = ["GaussianMixture"]
 
 _COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+
+def _package_dir(module):
+    return os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+
+
+def _caller_stacklevel():
+    """``stacklevel`` that points a warning raised by our caller at the user's line.
+
+    The first frame outside unsup and scikit-learn (whose wrappers, the dask
+    dispatch and ``fit_context``, stand between ``fit`` and the user's call).
+    """
+    import sklearn
+
+    import unsup
+
+    inside = (_package_dir(unsup), _package_dir(sklearn))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(inside):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # ------------------------------------------------ initial parameter checks
@@ -343,13 +366,8 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             resp[indices, np.arange(k)] = 1
         else:  # k-means++ seeds, in the metric
             metric = get_metric(self.metric, **(self.metric_params or {}))
-            if metric.name in _MEAN_METRICS:
-                from sklearn.cluster import kmeans_plusplus  # on first use: not at import unsup
-
-                _, indices = kmeans_plusplus(X, k, sample_weight=sample_weight, random_state=random_state)
-            else:
-                w = np.ones(n_samples) if sample_weight is None else sample_weight.astype(np.float64)
-                _, indices = _kmeans_plusplus(X, k, metric.cost(), w, random_state)
+            w = None if sample_weight is None else sample_weight.astype(np.float64)
+            _, indices = kmeans_plusplus(X, k, metric, w, random_state)
             resp[indices, np.arange(k)] = 1
         return resp
 
@@ -409,33 +427,55 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         get_metric(self.metric, **(self.metric_params or {}))  # a bad metric fails before any work
         ct, dtype = self.covariance_type, X.dtype
 
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        n_init = self.n_init if do_init else 1
-        max_lower_bound = -np.inf
-        best_params, best_n_iter, best_lower_bounds = None, 0, []
-        self.converged_ = False
         random_state = check_random_state(self.random_state)
         data = EMData(X, sample_weight, ct, self.n_components)
 
-        for i_init in range(n_init):
-            self._print_verbose_msg_init_beg(i_init)
+        def start(do_init):
             if do_init:
-                params = self._initial_params(data, X, sample_weight, random_state, init)
-            else:
-                params = Params(
-                    self.weights_, self.means_ - data.offset, self.precisions_cholesky_, data,
-                    covariances=self.covariances_,
-                )
+                return self._initial_params(data, X, sample_weight, random_state, init)
+            return Params(
+                self.weights_, self.means_ - data.offset, self.precisions_cholesky_, data,
+                covariances=self.covariances_,
+            )
+
+        best = self._em_runs(start, lambda params: em_step(data, params, self.reg_covar))
+        self._set_fit(best, data.offset, dtype)
+        # A final E-step, so that fit_predict(X) equals fit(X).predict(X).
+        _, log_resp = log_prob_resp(data, best[0])
+        self.labels_ = log_resp.argmax(axis=1)
+        return self.labels_
+
+    def _em_runs(self, start, step):
+        """The EM runs of a fit; the one of the largest lower bound is kept (scikit-learn's rule).
+
+        Shared by the in-memory fit and the dask fit, which differ only in
+        their two callables: ``start(do_init)`` gives the parameters a run
+        starts from (new initial ones, or the fitted ones for a warm start),
+        ``step(params)`` one EM iteration, ``(lower_bound, params)``. There
+        are ``n_init`` runs (one for a warm start after the first fit).
+        Warns (:class:`~sklearn.exceptions.ConvergenceWarning`, at the
+        user's line) when the kept run did not converge. Changes nothing on
+        the estimator.
+
+        Returns
+        -------
+        params, n_iter, lower_bound, lower_bounds, converged
+            Of the kept run.
+        """
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        max_lower_bound, best_params, best_n_iter, best_bounds, best_converged = -np.inf, None, 0, [], False
+        for i_init in range(self.n_init if do_init else 1):
+            self._print_verbose_msg_init_beg(i_init)
+            params = start(do_init)
             lower_bound = -np.inf if do_init else self.lower_bound_
-            current_lower_bounds = []
             if self.max_iter == 0:
                 best_params, best_n_iter = params, 0
                 continue
-            converged = False
+            bounds, converged = [], False
             for n_iter in range(1, self.max_iter + 1):
                 prev_lower_bound = lower_bound
-                lower_bound, params = em_step(data, params, self.reg_covar)
-                current_lower_bounds.append(lower_bound)
+                lower_bound, params = step(params)
+                bounds.append(lower_bound)
                 change = lower_bound - prev_lower_bound
                 self._print_verbose_msg_iter_end(n_iter, change)
                 if abs(change) < self.tol:
@@ -443,26 +483,23 @@ class GaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
                     break
             self._print_verbose_msg_init_end(lower_bound, converged)
             if lower_bound > max_lower_bound or max_lower_bound == -np.inf:
-                max_lower_bound = lower_bound
-                best_params, best_n_iter = params, n_iter
-                best_lower_bounds = current_lower_bounds
-                self.converged_ = converged
-
-        if not self.converged_ and self.max_iter > 0:
+                max_lower_bound, best_params, best_n_iter, best_bounds = lower_bound, params, n_iter, bounds
+                best_converged = converged
+        if not best_converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=_caller_stacklevel(),
             )
-        self._set_parameters(best_params, data.offset, dtype)
-        self.n_iter_ = best_n_iter
-        self.lower_bound_ = float(max_lower_bound)
-        self.lower_bounds_ = [float(v) for v in best_lower_bounds]
-        # A final E-step, so that fit_predict(X) equals fit(X).predict(X).
-        _, log_resp = log_prob_resp(data, best_params)
-        self.labels_ = log_resp.argmax(axis=1)
-        return self.labels_
+        return best_params, best_n_iter, max_lower_bound, best_bounds, best_converged
+
+    def _set_fit(self, best, offset, dtype):
+        """The fitted attributes from the kept run of :meth:`_em_runs`."""
+        params, self.n_iter_, lower_bound, bounds, self.converged_ = best
+        self._set_parameters(params, offset, dtype)
+        self.lower_bound_ = float(lower_bound)
+        self.lower_bounds_ = [float(v) for v in bounds]
 
     def _set_parameters(self, params: Params, offset, dtype):
         covariances = params.covariances

@@ -94,37 +94,65 @@ def _metric_name(metric, estimator):
     return metric.name
 
 
+# One graph builder per registry metric: ``builder(g, x, C, metric) -> D``, the
+# distances (float64, (n, k)) from the rows of ``x`` to the rows of ``C``.
+def _sqeuclidean_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
+    cc = g.const((C * C).sum(axis=1)[None, :])
+    xc = g.op("MatMul", x, g.const(C.T.copy()))
+    D = g.op("Add", g.op("Sub", _sq_norms(g, x), g.op("Mul", xc, g.const(2.0, np.float64))), cc)
+    return g.op("Max", D, g.const(0.0, np.float64))
+
+
+def _euclidean_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
+    return g.op("Sqrt", _sqeuclidean_graph(g, x, C, metric))
+
+
+def _cosine_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
+    Cn = C / np.where(np.linalg.norm(C, axis=1) == 0, 1.0, np.linalg.norm(C, axis=1))[:, None]
+    S = g.op("MatMul", _unit_rows(g, x), g.const(Cn.T.copy()))
+    D = g.op("Sub", g.const(1.0, np.float64), S)
+    return g.op("Min", g.op("Max", D, g.const(0.0, np.float64)), g.const(2.0, np.float64))
+
+
+def _hamming_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
+    neq = g.op("Not", g.op("Equal", g.op("Unsqueeze", x, g.axes(1)), g.const(C[None])))
+    counts = g.reduce("ReduceSum", g.cast(neq, np.float64), 2)
+    return g.op("Div", counts, g.const(float(C.shape[1]), np.float64))
+
+
+def _manhattan_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
+    return g.reduce("ReduceSum", g.op("Abs", _diff3(g, x, C)), 2)
+
+
+def _chebyshev_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
+    return g.reduce("ReduceMax", g.op("Abs", _diff3(g, x, C)), 2)
+
+
+def _minkowski_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
+    p = float(metric.p)
+    if math.isinf(p):
+        return _chebyshev_graph(g, x, C, metric)
+    powered = g.op("Pow", g.op("Abs", _diff3(g, x, C)), g.const(p, np.float64))
+    return g.op("Pow", g.reduce("ReduceSum", powered, 2), g.const(1.0 / p, np.float64))
+
+
+_DISTANCE_GRAPHS = {
+    "sqeuclidean": _sqeuclidean_graph,
+    "euclidean": _euclidean_graph,
+    "cosine": _cosine_graph,
+    "hamming": _hamming_graph,
+    "manhattan": _manhattan_graph,
+    "chebyshev": _chebyshev_graph,
+    "minkowski": _minkowski_graph,
+}
+
+
 def pairwise(g: Graph, x: str, centres: np.ndarray, metric, estimator) -> str:
     """Distances (float64, (n, k)) from the rows of ``x`` (float64) to ``centres`` in ``metric``."""
     name = _metric_name(metric, estimator)
-    C = np.ascontiguousarray(centres, dtype=np.float64)
-    if name in ("sqeuclidean", "euclidean"):
-        cc = g.const((C * C).sum(axis=1)[None, :])
-        xc = g.op("MatMul", x, g.const(C.T.copy()))
-        D = g.op("Add", g.op("Sub", _sq_norms(g, x), g.op("Mul", xc, g.const(2.0, np.float64))), cc)
-        D = g.op("Max", D, g.const(0.0, np.float64))
-        return g.op("Sqrt", D) if name == "euclidean" else D
-    if name == "cosine":
-        Cn = C / np.where(np.linalg.norm(C, axis=1) == 0, 1.0, np.linalg.norm(C, axis=1))[:, None]
-        S = g.op("MatMul", _unit_rows(g, x), g.const(Cn.T.copy()))
-        D = g.op("Sub", g.const(1.0, np.float64), S)
-        return g.op("Min", g.op("Max", D, g.const(0.0, np.float64)), g.const(2.0, np.float64))
-    if name == "hamming":
-        neq = g.op("Not", g.op("Equal", g.op("Unsqueeze", x, g.axes(1)), g.const(C[None])))
-        counts = g.reduce("ReduceSum", g.cast(neq, np.float64), 2)
-        return g.op("Div", counts, g.const(float(C.shape[1]), np.float64))
-    if name in ("manhattan", "chebyshev", "minkowski"):
-        absdiff = g.op("Abs", _diff3(g, x, C))
-        if name == "manhattan":
-            return g.reduce("ReduceSum", absdiff, 2)
-        if name == "chebyshev":
-            return g.reduce("ReduceMax", absdiff, 2)
-        p = float(metric.p)
-        if math.isinf(p):
-            return g.reduce("ReduceMax", absdiff, 2)
-        powered = g.op("Pow", absdiff, g.const(p, np.float64))
-        return g.op("Pow", g.reduce("ReduceSum", powered, 2), g.const(1.0 / p, np.float64))
-    raise ExportError(f"{type(estimator).__name__} with metric {name!r} cannot be exported to ONNX.")
+    if name not in _DISTANCE_GRAPHS:
+        raise ExportError(f"{type(estimator).__name__} with metric {name!r} cannot be exported to ONNX.")
+    return _DISTANCE_GRAPHS[name](g, x, np.ascontiguousarray(centres, dtype=np.float64), metric)
 
 
 def _input_double(g: Graph, operator) -> str:
@@ -153,10 +181,9 @@ def _kmeans_convert(scope, operator, container):
     g = Graph(scope, container)
     x = _input_double(g, operator)
     metric = est._metric
-    name = _metric_name(metric, est)
     C = est.cluster_centers_.astype(np.float64)
     D = pairwise(g, x, C, metric, est)
-    if name == "cosine":
+    if metric.unit_rows:
         # predict: the largest dot product of the unit row with the (unit) centres, as fit.
         S = g.op("MatMul", _unit_rows(g, x), g.const(C.T.copy()))
         g.op("ArgMax", S, out=operator.outputs[0].full_name, axis=1, keepdims=0)
@@ -234,11 +261,14 @@ def _reference_distances(g: Graph, x: str, est, reference) -> str:
     return pairwise(g, x, reference, est._metric, est)
 
 
-def _agglomerative_convert(scope, operator, container):
-    est = operator.raw_operator
+def _label_graph(scope, operator, container):
+    """What a labelling converter starts from: the estimator, the graph, the float64 input, the output's name."""
     g = Graph(scope, container)
-    x = _input_double(g, operator)
-    out = operator.outputs[0].full_name
+    return operator.raw_operator, g, _input_double(g, operator), operator.outputs[0].full_name
+
+
+def _agglomerative_convert(scope, operator, container):
+    est, g, x, out = _label_graph(scope, operator, container)
     summary = est._summary
     linkage = est.linkage
     if linkage in ("ward", "centroid", "median"):
@@ -274,10 +304,7 @@ def _sqeuclidean():
 
 
 def _divisive_convert(scope, operator, container):
-    est = operator.raw_operator
-    g = Graph(scope, container)
-    x = _input_double(g, operator)
-    out = operator.outputs[0].full_name
+    est, g, x, out = _label_graph(scope, operator, container)
     state = est._predict_state
     nodes = state["nodes"]
     if not len(nodes):

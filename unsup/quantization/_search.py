@@ -34,11 +34,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from unsup.metrics._registry import Metric, get_metric, names_with
 from unsup.utils._threads import single_threaded, thread_pool
 
 __all__ = [
     "BLOCK_ROWS",
     "QUERY_ROWS",
+    "SEARCH_METRICS",
+    "search_metric",
     "bits_as_words",
     "exact_distances",
     "scan_dequantized",
@@ -50,6 +53,18 @@ __all__ = [
 # QUERY_ROWS x BLOCK_ROWS float32 distances is 16 MB.
 BLOCK_ROWS = 8192
 QUERY_ROWS = 512
+
+
+#: The metrics whose arithmetic the scans know (the registry's ``searches_codes``).
+SEARCH_METRICS = names_with("searches_codes")
+
+
+def search_metric(metric) -> Metric:
+    """The registry metric of a search, checked to search codes (a name or a :class:`Metric`)."""
+    m = get_metric(metric)
+    if not m.searches_codes:
+        raise ValueError(f"metric must be one of {SEARCH_METRICS}; got {metric!r}.")
+    return m
 
 
 _SIGN = np.uint32(0x80000000)
@@ -192,7 +207,9 @@ def scan_dequantized(queries, n_base, decode, k, *, metric, exclude_self, n_thre
         ``start:stop`` into ``out`` of shape (stop - start, d).
     k : int
         Candidates per query, ``1 <= k <= n_base`` (``n_base - 1`` with ``exclude_self``).
-    metric : {"euclidean", "cosine"}
+    metric : str or Metric
+        One of :data:`SEARCH_METRICS`; its ``scan_queries`` and ``scan_block``
+        give the arithmetic of the scan.
     exclude_self : bool
         Queries are the base rows themselves: row ``i`` is not a candidate of query ``i``.
     n_threads : int, default=1
@@ -203,24 +220,14 @@ def scan_dequantized(queries, n_base, decode, k, *, metric, exclude_self, n_thre
     index : ndarray of intp of shape (n_queries, k)
         By increasing scan distance (float32), ties by increasing index.
     """
+    metric = search_metric(metric)
     n_queries, d = queries.shape
     Q = np.zeros((n_queries, d + 1), dtype=np.float32)
-    if metric == "euclidean":
-        np.multiply(queries, -2.0, out=Q[:, :d])
-        Q[:, d] = 1.0
-    else:  # cosine: rank by -cos, the block rows scaled to unit length
-        norms = np.sqrt(np.einsum("ij,ij->i", queries, queries))
-        np.divide(queries, np.where(norms > 0, norms, 1.0)[:, None], out=Q[:, :d])
-        np.negative(Q[:, :d], out=Q[:, :d])
+    metric.scan_queries(queries, Q)
 
     def prepare(B):
-        """Fill the last column of block ``B`` with squared norms (euclidean) or normalise its rows (cosine)."""
-        sq = np.einsum("ij,ij->i", B[:, :d], B[:, :d])
-        if metric == "euclidean":
-            B[:, d] = sq
-        else:
-            norms = np.sqrt(sq)
-            B[:, :d] /= np.where(norms > 0, norms, 1.0)[:, None]
+        """Block ``B`` in the metric's scan form."""
+        metric.scan_block(B, d)
 
     if n_base <= BLOCK_ROWS:
         return _scan_one_block(Q, n_base, decode, prepare, k, exclude_self)
@@ -354,12 +361,14 @@ def exact_distances(queries, base, index, metric):
         An ndarray of shape (n_base, d), or ``base(index)`` returning the rows
         ``index`` (any shape of indices) with a trailing axis of length d.
     index : ndarray of intp of shape (n_queries, k)
-    metric : {"euclidean", "cosine"}
+    metric : str or Metric
+        One of :data:`SEARCH_METRICS` (its ``exact_rows``).
 
     Returns
     -------
     dist : ndarray of float64 of shape (n_queries, k)
     """
+    metric = search_metric(metric)
     out = np.empty(index.shape, dtype=np.float64)
     # Chunks of 2**16 gathered values (512 KiB of float64 per temporary) stay in
     # cache; larger ones are fresh memory each time (4-5x slower here at 40
@@ -380,17 +389,7 @@ def _exact_chunk(queries, base, decoded, d0, q0, step, index, metric, out):
     q = queries[q0 : q0 + step].astype(np.float64)
     idx = index[q0 : q0 + step]
     rows = base[idx] if decoded is None else decoded[q0 - d0 : q0 - d0 + step]
-    rows = rows.astype(np.float64)
-    if metric == "euclidean":
-        diff = rows - q[:, None, :]
-        out[q0 : q0 + step] = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
-    else:
-        qn = np.linalg.norm(q, axis=1)
-        rn = np.linalg.norm(rows, axis=2)
-        dot = np.einsum("ijk,ik->ij", rows, q)
-        denom = qn[:, None] * rn
-        cos = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
-        out[q0 : q0 + step] = np.clip(1.0 - cos, 0.0, 2.0)
+    out[q0 : q0 + step] = metric.exact_rows(q, rows.astype(np.float64))
 
 
 def select_sorted(dist, index, k):
