@@ -117,28 +117,32 @@ def code_dtype(n_bits: int = 8, scheme: str = "symmetric") -> np.dtype:
     return np.dtype(np.int16 if signed else np.uint16)
 
 
-def calculate_qparams(
-    min_val, max_val, *, n_bits: int = 8, scheme: str = "symmetric"
-) -> tuple[np.ndarray, np.ndarray]:
+def calculate_qparams(min_val, max_val, *, n_bits: int = 8, scheme: str = "symmetric"):
     """Scale and zero point for the clipping range ``[min_val, max_val]``.
 
     The range is first widened to contain zero (``β = min(min_val, 0)``,
     ``α = max(max_val, 0)``), so zero is always exactly representable.
 
+    One function for numpy and torch: torch tensors take the same float64
+    arithmetic, step for step, in torch ops on the tensors' device (the
+    results are equal), with no host-side check, so quantization-aware
+    training computes its parameters on every step without a round trip to
+    numpy or a device synchronisation.
+
     Parameters
     ----------
-    min_val, max_val : array-like of shape (...)
+    min_val, max_val : array-like or torch.Tensor of shape (...)
         Finite bounds, ``min_val <= max_val`` element-wise; one pair per
-        tensor, channel or block.
+        tensor, channel or block. (Checked for arrays; tensors are trusted.)
     n_bits : int, default=8
     scheme : {"symmetric", "asymmetric"}, default="symmetric"
 
     Returns
     -------
-    scale : ndarray of float32 of the shape of ``min_val``
+    scale : ndarray (torch.Tensor for tensors) of float32 of the shape of ``min_val``
         ``max(|β|, |α|) / (2ⁿ⁻¹ − 1)`` (symmetric) or ``(α − β) / (2ⁿ − 1)``
         (asymmetric), at least ``EPS`` (float32 machine epsilon).
-    zero_point : ndarray of int32 of the shape of ``min_val``
+    zero_point : ndarray (torch.Tensor for tensors) of int32 of the shape of ``min_val``
         0 (symmetric) or ``round(−β / s)`` (asymmetric).
 
     Examples
@@ -150,30 +154,33 @@ def calculate_qparams(
     (array(1.1920929e-07, dtype=float32), array(0, dtype=int32))
     """
     qmin, qmax = quant_range(n_bits, scheme)
-    lo = np.asarray(min_val, dtype=np.float64)
-    hi = np.asarray(max_val, dtype=np.float64)
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise ValueError("min_val and max_val must be finite.")
-    if np.any(lo > hi):
-        raise ValueError("min_val must not exceed max_val.")
-    lo = np.minimum(lo, 0.0)
-    hi = np.maximum(hi, 0.0)
+    if _is_tensor(min_val):
+        xp = _TorchOps()
+        lo, hi = xp.f64(min_val.detach()), xp.f64(max_val.detach())
+    else:
+        xp = _NUMPY_OPS
+        lo, hi = xp.f64(min_val), xp.f64(max_val)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("min_val and max_val must be finite.")
+        if np.any(lo > hi):
+            raise ValueError("min_val must not exceed max_val.")
+    lo = xp.minimum(lo, 0.0)
+    hi = xp.maximum(hi, 0.0)
     if scheme == "symmetric":
-        scale = np.maximum(-lo, hi) / qmax
+        scale = xp.maximum(-lo, hi) / qmax
     else:
         scale = (hi - lo) / (qmax - qmin)
     # float32's largest finite value bounds the scale (1-bit asymmetric codes of
     # a range wider than it), then the grid below
-    scale = np.maximum(np.minimum(scale, F32_MAX), EPS).astype(np.float32)
+    scale = xp.f32(xp.maximum(xp.minimum(scale, F32_MAX), EPS))
     if scheme == "symmetric":
-        zero_point = np.zeros(scale.shape, dtype=np.int32)
+        zero_point = xp.i32(scale * 0)
     else:
-        zero_point = np.clip(qmin - np.rint(lo / scale.astype(np.float64)), qmin, qmax)
-        zero_point = zero_point.astype(np.int32)
-    return np.asarray(fit_grid_in_float32(scale, zero_point, qmin, qmax)), np.asarray(zero_point)
+        zero_point = xp.i32(xp.clip(qmin - xp.rint(lo / xp.f64(scale)), qmin, qmax))
+    return _fit_grid_in_float32(xp, scale, zero_point, qmin, qmax), zero_point
 
 
-def fit_grid_in_float32(scale, zero_point, qmin, qmax):
+def _fit_grid_in_float32(xp, scale, zero_point, qmin, qmax):
     """``scale``, lowered where the grid's end ``(q − z)·s`` would pass float32's largest value.
 
     A scale rounded to float32 may round up, and a rounded zero point shifts
@@ -181,24 +188,73 @@ def fit_grid_in_float32(scale, zero_point, qmin, qmax):
     would dequantise to ±inf. Such a scale is lowered to the largest float32
     that keeps every code's value finite (the extreme inputs then saturate at
     the end code); any other scale is returned as it is. ``scale`` is float32
-    (numpy or torch), ``zero_point`` integers of its shape.
+    and ``zero_point`` integers of its shape, both of the namespace ``xp``.
     """
-    is_torch = not isinstance(scale, np.ndarray) and hasattr(scale, "detach")
-    s = scale.detach().cpu().numpy() if is_torch else np.asarray(scale, dtype=np.float32)
-    z = (zero_point.detach().cpu().numpy() if is_torch else np.asarray(zero_point)).astype(np.float64)
-    extent = np.maximum(qmax - z, z - qmin)  # the widest code distance from the zero point
-    too_wide = extent * s.astype(np.float64) > F32_MAX
-    if not np.any(too_wide):
+    z = xp.f64(zero_point)
+    extent = xp.maximum(qmax - z, z - qmin)  # the widest code distance from the zero point
+    too_wide = extent * xp.f64(scale) > F32_MAX
+    if not xp.device_side and not np.any(too_wide):  # the common case, without the arithmetic below
         return scale
-    fitted = np.array(s, dtype=np.float32, copy=True)
-    bound = np.float32(F32_MAX / extent[too_wide])  # rounded: one step down may still be needed
-    bound = np.where(extent[too_wide] * bound.astype(np.float64) > F32_MAX, np.nextafter(bound, np.float32(0)), bound)
-    fitted[too_wide] = bound
-    if is_torch:
+    bound = xp.f32(F32_MAX / extent)  # rounded: one step down may still be needed
+    bound = xp.where(extent * xp.f64(bound) > F32_MAX, xp.nextafter(bound, bound * 0), bound)
+    return xp.where(too_wide, bound, scale)
+
+
+class _NumpyOps:
+    """The few array operations :func:`calculate_qparams` needs, on numpy arrays (0-d kept 0-d)."""
+
+    device_side = False
+    minimum, maximum, rint, nextafter = np.minimum, np.maximum, np.rint, np.nextafter  # ufuncs: not bound
+    clip = staticmethod(np.clip)
+
+    @staticmethod
+    def where(condition, a, b):
+        return np.asarray(np.where(condition, a, b))
+
+    @staticmethod
+    def f64(a):
+        return np.asarray(a, dtype=np.float64)
+
+    @staticmethod
+    def f32(a):
+        return np.asarray(a, dtype=np.float32)
+
+    @staticmethod
+    def i32(a):
+        return np.asarray(a, dtype=np.int32)
+
+
+_NUMPY_OPS = _NumpyOps()
+
+
+class _TorchOps:
+    """The same operations in torch, on the tensors' device (torch imported when a tensor comes in)."""
+
+    device_side = True  # no host-side test: every branch is computed with torch.where
+
+    def __init__(self):
         import torch
 
-        return torch.from_numpy(fitted).to(scale.device)
-    return fitted
+        self.torch = torch
+        self.rint, self.where, self.nextafter = torch.round, torch.where, torch.nextafter
+
+    def minimum(self, a, b):
+        return self.torch.clamp(a, max=b) if isinstance(b, float) else self.torch.minimum(a, b)
+
+    def maximum(self, a, b):
+        return self.torch.clamp(a, min=b) if isinstance(b, float) else self.torch.maximum(a, b)
+
+    def clip(self, a, low, high):
+        return self.torch.clamp(a, low, high)
+
+    def f64(self, a):
+        return a.to(self.torch.float64)
+
+    def f32(self, a):
+        return a.to(self.torch.float32)
+
+    def i32(self, a):
+        return a.to(self.torch.int32)
 
 
 # ---------------------------------------------------------------- parameters
