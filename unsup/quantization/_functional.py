@@ -336,17 +336,8 @@ def _as_float_array(x) -> np.ndarray:
 # ----------------------------------------------------------------- numpy ops
 
 
-def quantize(
-    x,
-    scale,
-    zero_point=0,
-    *,
-    n_bits: int = 8,
-    scheme: str = "symmetric",
-    rounding: str = "nearest",
-    axis: int | None = None,
-    block_size: int | None = None,
-):
+def quantize(x, scale, zero_point=0, *, n_bits: int = 8, scheme: str = "symmetric", rounding: str = "nearest",
+             axis: int | None = None, block_size: int | None = None):
     """Integer codes ``clamp(round(x / s) + z, qmin, qmax)`` of ``x``.
 
     Parameters
@@ -478,17 +469,8 @@ def dequantize_array(codes, scale, zero_point, *, axis, block_size, dtype, qrang
     return out
 
 
-def fake_quantize(
-    x,
-    scale,
-    zero_point=0,
-    *,
-    n_bits: int = 8,
-    scheme: str = "symmetric",
-    rounding: str = "nearest",
-    axis: int | None = None,
-    block_size: int | None = None,
-):
+def fake_quantize(x, scale, zero_point=0, *, n_bits: int = 8, scheme: str = "symmetric", rounding: str = "nearest",
+                  axis: int | None = None, block_size: int | None = None):
     """Quantize then dequantize: ``x̂ = s (clamp(round(x / s) + z, qmin, qmax) − z)``.
 
     On a ``torch.Tensor`` the result carries a straight-through gradient:
@@ -559,14 +541,22 @@ def _torch_codes(x, inv, z, floor):
     return torch.round(v) + z
 
 
+def _torch_prepare(x, scale, zero_point, n_bits, scheme, axis, block_size):
+    """The parameter handling of the torch ops: ``(qrange, inv_scale, scale, zero_point)``.
+
+    ``x`` is checked finite; the parameters are validated and laid out as
+    tensors on its device, in its compute dtype (float32 or float64).
+    """
+    _torch_check_finite(x)
+    qrange = quant_range(n_bits, scheme)
+    return (qrange, *_torch_params(x, scale, zero_point, qrange, axis, block_size, _torch_compute_dtype(x)))
+
+
 def _torch_quantize(x, scale, zero_point, n_bits, scheme, rounding, axis, block_size):
     import torch
 
-    _torch_check_finite(x)
-    dtype = _torch_compute_dtype(x)
-    inv, _, z = _torch_params(x, scale, zero_point, quant_range(n_bits, scheme), axis, block_size, dtype)
-    qmin, qmax = quant_range(n_bits, scheme)
-    q = _torch_codes(x.detach().to(dtype), inv, z, rounding == "floor")
+    (qmin, qmax), inv, _, z = _torch_prepare(x, scale, zero_point, n_bits, scheme, axis, block_size)
+    q = _torch_codes(x.detach().to(inv.dtype), inv, z, rounding == "floor")
     torch_dtype = {
         np.dtype(np.int8): torch.int8,
         np.dtype(np.uint8): torch.uint8,
@@ -600,9 +590,6 @@ def _fake_quantize_function():
 
 
 def _torch_fake_quantize(x, scale, zero_point, n_bits, scheme, rounding, axis, block_size):
-    _torch_check_finite(x)
-    dtype = _torch_compute_dtype(x)
-    qmin, qmax = quant_range(n_bits, scheme)
-    inv, s, z = _torch_params(x, scale, zero_point, (qmin, qmax), axis, block_size, dtype)
-    out = _fake_quantize_function().apply(x.to(dtype), inv, s, z, qmin, qmax, rounding == "floor")
+    (qmin, qmax), inv, s, z = _torch_prepare(x, scale, zero_point, n_bits, scheme, axis, block_size)
+    out = _fake_quantize_function().apply(x.to(inv.dtype), inv, s, z, qmin, qmax, rounding == "floor")
     return out.to(x.dtype)

@@ -257,6 +257,25 @@ def _fake_quantize_weight(weight: torch.Tensor, n_bits: int, axis: int) -> torch
     return _fake_quantize_on_device(weight, scale.reshape(shape), zero_point.reshape(shape), qmin, qmax)
 
 
+def _sharing_parameters(cls, layer: torch.nn.Module, attrs: tuple, n_bits: int) -> torch.nn.Module:
+    """A new ``cls`` (a fake-quantized layer) that shares ``layer``'s ``weight`` and ``bias`` ``Parameter`` objects.
+
+    The attributes ``attrs`` that ``layer`` has are copied, and the training
+    mode; ``n_bits`` (2 to 8, symmetric weight codes) is validated.
+    """
+    quant_range(n_bits, "symmetric")
+    new = cls.__new__(cls)
+    torch.nn.Module.__init__(new)
+    for key in attrs:
+        if hasattr(layer, key):
+            setattr(new, key, getattr(layer, key))
+    new.weight = layer.weight
+    new.bias = layer.bias
+    new.n_bits = int(n_bits)
+    new.train(layer.training)
+    return new
+
+
 class FakeQuantLinear(torch.nn.Linear):
     """A ``Linear`` whose weight is fake-quantized in every forward pass.
 
@@ -299,15 +318,7 @@ class FakeQuantLinear(torch.nn.Linear):
         The ``weight`` and ``bias`` are the same ``Parameter`` objects, so an
         optimiser built on the original module keeps updating them.
         """
-        quant_range(n_bits, "symmetric")
-        new = cls.__new__(cls)
-        torch.nn.Module.__init__(new)
-        new.in_features, new.out_features = linear.in_features, linear.out_features
-        new.weight = linear.weight
-        new.bias = linear.bias
-        new.n_bits = int(n_bits)
-        new.train(linear.training)
-        return new
+        return _sharing_parameters(cls, linear, ("in_features", "out_features"), n_bits)
 
     def quantized_weight(self) -> torch.Tensor:
         """``Ŵ``: the weight fake-quantized per row (straight-through gradient)."""
@@ -968,17 +979,7 @@ class _FakeQuantConvMixin:
     @classmethod
     def from_conv(cls, conv, *, n_bits: int = 8):
         """A fake-quantized convolution that shares ``conv``'s parameter tensors."""
-        quant_range(n_bits, "symmetric")
-        new = cls.__new__(cls)
-        torch.nn.Module.__init__(new)
-        for key in _CONV_ATTRS:
-            if hasattr(conv, key):
-                setattr(new, key, getattr(conv, key))
-        new.weight = conv.weight
-        new.bias = conv.bias
-        new.n_bits = int(n_bits)
-        new.train(conv.training)
-        return new
+        return _sharing_parameters(cls, conv, _CONV_ATTRS, n_bits)
 
     def quantized_weight(self) -> torch.Tensor:
         """``Ŵ``: the weight fake-quantized per output channel (straight-through gradient)."""
