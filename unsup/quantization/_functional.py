@@ -155,7 +155,7 @@ def calculate_qparams(min_val, max_val, *, n_bits: int = 8, scheme: str = "symme
     """
     qmin, qmax = quant_range(n_bits, scheme)
     if _is_tensor(min_val):
-        xp = _TorchOps()
+        xp = _torch_ops()
         lo, hi = xp.f64(min_val.detach()), xp.f64(max_val.detach())
     else:
         xp = _NUMPY_OPS
@@ -164,17 +164,17 @@ def calculate_qparams(min_val, max_val, *, n_bits: int = 8, scheme: str = "symme
             raise ValueError("min_val and max_val must be finite.")
         if np.any(lo > hi):
             raise ValueError("min_val must not exceed max_val.")
-    lo = xp.minimum(lo, 0.0)
-    hi = xp.maximum(hi, 0.0)
+    lo = xp.clip(lo, None, 0.0)
+    hi = xp.clip(hi, 0.0, None)
     if scheme == "symmetric":
         scale = xp.maximum(-lo, hi) / qmax
     else:
         scale = (hi - lo) / (qmax - qmin)
     # float32's largest finite value bounds the scale (1-bit asymmetric codes of
     # a range wider than it), then the grid below
-    scale = xp.f32(xp.maximum(xp.minimum(scale, F32_MAX), EPS))
+    scale = xp.f32(xp.clip(scale, EPS, F32_MAX))
     if scheme == "symmetric":
-        zero_point = xp.i32(scale * 0)
+        zero_point = xp.zeros_i32(scale)
     else:
         zero_point = xp.i32(xp.clip(qmin - xp.rint(lo / xp.f64(scale)), qmin, qmax))
     return _fit_grid_in_float32(xp, scale, zero_point, qmin, qmax), zero_point
@@ -204,7 +204,7 @@ class _NumpyOps:
     """The few array operations :func:`calculate_qparams` needs, on numpy arrays (0-d kept 0-d)."""
 
     device_side = False
-    minimum, maximum, rint, nextafter = np.minimum, np.maximum, np.rint, np.nextafter  # ufuncs: not bound
+    maximum, rint, nextafter = np.maximum, np.rint, np.nextafter  # ufuncs: not bound
     clip = staticmethod(np.clip)
 
     @staticmethod
@@ -223,38 +223,31 @@ class _NumpyOps:
     def i32(a):
         return np.asarray(a, dtype=np.int32)
 
+    @staticmethod
+    def zeros_i32(a):
+        return np.zeros(np.shape(a), dtype=np.int32)
+
 
 _NUMPY_OPS = _NumpyOps()
 
 
-class _TorchOps:
-    """The same operations in torch, on the tensors' device (torch imported when a tensor comes in)."""
+@functools.cache
+def _torch_ops():
+    """The same operations in torch, on the tensors' device (torch imported when a tensor comes in).
 
-    device_side = True  # no host-side test: every branch is computed with torch.where
+    Plain torch functions and tensor methods, with no Python wrapper: QAT
+    computes its parameters on every training step.
+    """
+    import types
 
-    def __init__(self):
-        import torch
+    import torch
 
-        self.torch = torch
-        self.rint, self.where, self.nextafter = torch.round, torch.where, torch.nextafter
-
-    def minimum(self, a, b):
-        return self.torch.clamp(a, max=b) if isinstance(b, float) else self.torch.minimum(a, b)
-
-    def maximum(self, a, b):
-        return self.torch.clamp(a, min=b) if isinstance(b, float) else self.torch.maximum(a, b)
-
-    def clip(self, a, low, high):
-        return self.torch.clamp(a, low, high)
-
-    def f64(self, a):
-        return a.to(self.torch.float64)
-
-    def f32(self, a):
-        return a.to(self.torch.float32)
-
-    def i32(self, a):
-        return a.to(self.torch.int32)
+    return types.SimpleNamespace(
+        device_side=True,  # no host-side test: every branch is computed with torch.where
+        maximum=torch.maximum, clip=torch.clamp, rint=torch.round, where=torch.where, nextafter=torch.nextafter,
+        f64=torch.Tensor.double, f32=torch.Tensor.float, i32=torch.Tensor.int,
+        zeros_i32=functools.partial(torch.zeros_like, dtype=torch.int32),
+    )
 
 
 # ---------------------------------------------------------------- parameters

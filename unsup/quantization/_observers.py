@@ -212,7 +212,7 @@ def _tensor_minmax(x, granularity, axis, block_size):
         flat = x.reshape(-1, x.shape[a])
         mn, mx = flat.amin(dim=0), flat.amax(dim=0)
     else:  # (torch.aminmax with dim= is far slower on the CPU)
-        flat = x.transpose(0, a).reshape(x.shape[a], -1)
+        flat = (x if a == 0 else x.transpose(0, a)).reshape(x.shape[a], -1)
         mn, mx = flat.amin(dim=1), flat.amax(dim=1)
     if granularity == "per_block":
         pad = -len(mn) % block_size
