@@ -1271,7 +1271,7 @@ def _column_sums_block(X, w, start, column_sums):
 def _levels_block(X, w, start, embedding):
     """The block's unpacked codes, and its float latents where ``keep_float`` keeps them."""
     Z = np.ascontiguousarray(X)
-    return embedding._quantize(Z), (Z if embedding.keep_float else None)
+    return embedding._codec().encode(Z), (Z if embedding.keep_float else None)
 
 
 def fit_quantized_embedding(estimator, X, y=None):
@@ -1290,8 +1290,7 @@ def fit_quantized_embedding(estimator, X, y=None):
     """
     from sklearn.base import clone
 
-    from unsup.quantization import Quantizer
-    from unsup.quantization._embedding import sign_levels_from_sums
+    from unsup.quantization._codecs import CODECS, BinaryCodec, sign_levels_from_sums
 
     fresh = copy.deepcopy(estimator)
     fresh._check_params()
@@ -1327,21 +1326,18 @@ def fit_quantized_embedding(estimator, X, y=None):
                 raise ValueError("Input contains NaN, infinity or a value too large for dtype('float64').")
             return total
 
-        fresh.quantizer_ = None
-        fresh.threshold_, fresh.levels_ = sign_levels_from_sums(
-            reduce, (n, d), Z.dtype, fresh.scheme, fresh.granularity, fresh.block_size
+        codec = BinaryCodec(
+            *sign_levels_from_sums(reduce, (n, d), Z.dtype, fresh.scheme, fresh.granularity, fresh.block_size), d
         )
     else:
-        fresh.quantizer_ = Quantizer(
-            fresh.n_bits, scheme=fresh.scheme, granularity=fresh.granularity,
-            block_size=fresh.block_size, observer=fresh.observer,
-        ).fit(Z)
-        fresh.threshold_ = fresh.levels_ = None
+        codec = CODECS[fresh.n_bits].calibrate(
+            Z, scheme=fresh.scheme, granularity=fresh.granularity, block_size=fresh.block_size,
+            observer=fresh.observer,
+        )
+    fresh.__dict__.update(codec.fitted_attributes())
     parts = _each_block(_levels_block, _blocks(Z, None), _shipped(fresh))
-    levels = np.concatenate([p[0] for p in parts])
-    fresh.codes_ = fresh._pack(levels)
+    levels = fresh._set_codes(codec, Z, np.concatenate([p[0] for p in parts]))
     fresh.embedding_ = np.concatenate([p[1] for p in parts]) if fresh.keep_float else None
-    fresh.compression_ratio_ = 4.0 * d / fresh.codes_.shape[1]
     _set_features(fresh, A.shape[1], names)
     estimator.__dict__.clear()
     estimator.__dict__.update(fresh.__dict__)

@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 
 from unsup.neural import Autoencoder, VariationalAutoencoder
-from unsup.neural._quantize import FakeQuantLinear, LatentFakeQuantize, QuantizedLinear
+from unsup.quantization.nn import FakeQuantLinear, LatentFakeQuantize, QuantizedLinear
 from unsup.quantization import Quantizer
 
 X = load_digits().data / 16

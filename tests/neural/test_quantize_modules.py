@@ -1,4 +1,4 @@
-"""PTQ and QAT building blocks (unsup.neural._quantize) on plain torch modules.
+"""PTQ and QAT building blocks (unsup.quantization.nn) on plain torch modules.
 
 Oracles: torch's own ``fake_quantize_per_channel_affine`` and
 ``quantize_per_channel`` (core torch, not torch.ao), and the library's
@@ -18,7 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from torch.nn import functional as F
 
-from unsup.neural._quantize import (
+from unsup.quantization.nn import (
     QAT_DEFAULTS,
     FakeQuantLinear,
     LatentFakeQuantize,
@@ -28,7 +28,6 @@ from unsup.neural._quantize import (
     prepare_qat,
     quantize_model,
     quantized_structure,
-    torch_qparams,
 )
 from unsup.quantization import (
     MinMaxObserver,
@@ -143,7 +142,7 @@ def test_check_qat_one_bit_latent_without_weights():
     "scheme, n_bits",
     [("symmetric", 2), ("symmetric", 4), ("symmetric", 8), ("asymmetric", 1), ("asymmetric", 4), ("asymmetric", 8)],
 )
-def test_torch_qparams_equal_the_core(scheme, n_bits):
+def test_calculate_qparams_on_tensors_equals_the_numpy_core(scheme, n_bits):
     # random ranges, plus zero ranges, tiny ones, one-signed ones and a repeating fraction
     edges_lo = torch.tensor([0.0, 0.0, -1e-30, 2.0, -7.0, -3.0, 1.0 / 3])
     edges_hi = torch.tensor([0.0, 1e-30, 0.0, 5.0, -1.0, 3.0, 1.0 / 3])
@@ -151,7 +150,7 @@ def test_torch_qparams_equal_the_core(scheme, n_bits):
     hi = torch.cat([lo[:50] + _randn(50, seed=2).abs() * 20, edges_hi])
     for dtype in (torch.float32, torch.float64):
         lo_d, hi_d = lo.to(dtype), hi.to(dtype)
-        scale, zero_point = torch_qparams(lo_d, hi_d, n_bits=n_bits, scheme=scheme)
+        scale, zero_point = calculate_qparams(lo_d, hi_d, n_bits=n_bits, scheme=scheme)
         ref_s, ref_z = calculate_qparams(
             lo_d.double().numpy(), hi_d.double().numpy(), n_bits=n_bits, scheme=scheme
         )

@@ -108,7 +108,7 @@ def test_codes_saturate_never_wrap(n_bits, scheme):
     high = Z.max(axis=0) + 1e4 * span
     low = Z.min(axis=0) - 1e4 * span
     far = np.vstack([high, low, np.where(np.arange(12) % 2, high, low)]).astype(np.float32)
-    levels = qe._unpack(qe.transform(far))
+    levels = qe._codec().unpack(qe.transform(far))
     if n_bits == 1:
         top, bottom = 1, 0
     elif scheme == "symmetric":
@@ -361,7 +361,7 @@ def test_one_block_scan_breaks_ties_by_row(monkeypatch, metric):
     g = np.random.default_rng(5)
     V = g.integers(-2, 3, (400, 3)).astype(np.float32)  # 125 distinct points: ties everywhere
     qe = QuantizedEmbedding(n_bits=8).fit(V)
-    decode = qe._decoder()
+    decode = qe._codec().decoder(qe.codes_)
     one_block = search.scan_dequantized(V, len(V), decode, 9, metric=metric, exclude_self=True)
     monkeypatch.setattr(search, "BLOCK_ROWS", 64)
     blockwise = search.scan_dequantized(V, len(V), decode, 9, metric=metric, exclude_self=True)
@@ -375,7 +375,7 @@ def test_threads_do_not_change_the_scan(monkeypatch, exclude_self):
     V = g.standard_normal((700, 9)).astype(np.float32)
     qe = QuantizedEmbedding(n_bits=8).fit(V)
     queries = V if exclude_self else g.standard_normal((300, 9)).astype(np.float32)
-    decode = qe._decoder()
+    decode = qe._codec().decoder(qe.codes_)
     one = search.scan_dequantized(queries, len(V), decode, 12, metric="euclidean", exclude_self=exclude_self)
     three = search.scan_dequantized(
         queries, len(V), decode, 12, metric="euclidean", exclude_self=exclude_self, n_threads=3

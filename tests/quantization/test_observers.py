@@ -16,6 +16,7 @@ from unsup.quantization import (
     fake_quantize,
     get_observer,
 )
+from unsup.quantization._observers import batch_minmax
 
 rng = np.random.default_rng(0)
 CLASSES = {
@@ -262,3 +263,29 @@ def test_observer_base_is_exported_for_custom_observers():
     obs.update(np.ones(3))
     s, z = obs.calculate_qparams()
     assert s == np.float32(1 / 7) and z == 0
+
+
+@pytest.mark.parametrize(
+    "granularity, axis", [("per_tensor", -1), ("per_channel", -1), ("per_channel", 0), ("per_channel", 1),
+                          ("per_block", -1)]
+)
+@pytest.mark.parametrize("cls", [MinMaxObserver, MovingAverageMinMaxObserver])
+def test_observers_fold_torch_batches_as_numpy_ones(cls, granularity, axis):
+    """batch_range + combine on tensors (a range held outside the observer, as a module's
+    buffers) give the ranges that update() gives on the same batches as arrays."""
+    g = np.random.default_rng(3)
+    batches = [g.standard_normal((7, 5, 10)) * (i + 1) for i in range(4)]
+    config = dict(granularity=granularity, axis=axis, block_size=4)
+    if cls is MovingAverageMinMaxObserver:
+        config["averaging_constant"] = 0.3
+    reference = cls(**config)
+    observer = cls(**config)
+    lo, hi = torch.tensor(np.inf, dtype=torch.float64), torch.tensor(-np.inf, dtype=torch.float64)
+    for batch in batches:
+        reference.update(batch)
+        b_lo, b_hi = observer.batch_range(torch.from_numpy(batch))
+        np.testing.assert_array_equal(np.stack([b_lo, b_hi]), np.stack(batch_minmax(batch, granularity, axis, 4)))
+        lo, hi = observer.combine(lo, hi, b_lo, b_hi)
+    assert not observer.observed  # its own state is untouched
+    np.testing.assert_array_equal(lo.numpy(), reference.min_val)
+    np.testing.assert_array_equal(hi.numpy(), reference.max_val)

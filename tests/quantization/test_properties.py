@@ -159,10 +159,8 @@ def test_every_code_dequantises_to_a_finite_value(lo, hi, scheme, n_bits):
     scale, zero_point = calculate_qparams(lo, hi, n_bits=n_bits, scheme=scheme)
     ends = np.array([qmin, qmax], dtype=np.int32)
     assert np.all(np.isfinite(dequantize(ends, scale, zero_point)))
-    # The torch twin used by quantization-aware training gives the same parameters.
+    # The torch path used by quantization-aware training gives the same parameters.
     import torch
 
-    from unsup.neural._quantize import torch_qparams
-
-    t_scale, t_zero = torch_qparams(torch.tensor(lo), torch.tensor(hi), n_bits=n_bits, scheme=scheme)
+    t_scale, t_zero = calculate_qparams(torch.tensor(lo), torch.tensor(hi), n_bits=n_bits, scheme=scheme)
     assert t_scale.item() == float(scale) and t_zero.item() == int(zero_point)

@@ -78,7 +78,7 @@ def common_scale(std, n_features):
 
 def _quantize_module():
     """The quantization helpers (imported when first needed: they import the quantization core)."""
-    from unsup.neural import _quantize
+    from unsup.quantization import nn as _quantize
 
     return _quantize
 

@@ -459,7 +459,7 @@ def _embedding_shape(operator):
     if qe.n_bits == 8:
         ctype = _INT_TYPES[_quantizer_outputs(qe.quantizer_, d)]([n, d])
     else:
-        ctype = UInt8TensorType([n, qe._code_columns()])
+        ctype = UInt8TensorType([n, qe._codec().n_columns])
     types = [ctype, ftype([n, d])]
     if qe.output == "dequantized":
         types = types[::-1]

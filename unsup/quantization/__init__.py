@@ -27,8 +27,14 @@ Public names:
   named by ``OBSERVER_NAMES`` through :func:`get_observer`;
 - :class:`Quantizer`, the scikit-learn transformer (fit = calibrate);
 - :class:`QuantizedEmbedding`, 8-, 4- and 1-bit codes of latent vectors
-  inside a Pipeline, searchable with ``kneighbors``.
+  inside a Pipeline, searchable with ``kneighbors``;
+- :mod:`unsup.quantization.nn`, the torch side: quantized and fake-quantized
+  layers, post-training quantization and QAT of any ``torch.nn.Module``
+  (imported on first use, with torch: ``import unsup.quantization`` does not
+  import torch).
 """
+
+import importlib
 
 from unsup.quantization._embedding import QuantizedEmbedding
 from unsup.quantization._functional import (
@@ -83,3 +89,10 @@ __all__ = [
     "quantize",
     "unpack_bits",
 ]
+
+
+def __getattr__(name):
+    # The torch toolkit loads on first use, so that importing the package stays torch-free.
+    if name == "nn":
+        return importlib.import_module("unsup.quantization.nn")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

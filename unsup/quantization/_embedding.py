@@ -7,24 +7,22 @@ Design constraints:
   embedding): ``fit`` fits a clone of it and calibrates the codes on the latent
   vectors of the training set; the parameters stay as given (scikit-learn's
   ``clone`` contract).
-- 8- and 4-bit codes come from a :class:`Quantizer` (its observers,
-  granularities and clip-and-round arithmetic: out-of-range latents saturate,
-  never wrap). 1-bit codes are sign bits around a per-dimension threshold (the
-  mean with the asymmetric scheme, zero with the symmetric one), decoded to the
-  mean of each side (the least-squares levels for that threshold).
-- Sub-byte codes are packed along the feature axis (4-bit: two a byte, low
-  nibble first; 1-bit: eight a byte, ``np.packbits(..., bitorder="little")``),
-  so the codes held for search take ``compression_ratio_`` times less memory
-  than float32.
+- Three roles kept apart: this estimator holds the scikit-learn contract
+  (validation, fitting the encoder, the fitted attributes); a codec per bit
+  width encodes, decodes, packs and sizes the codes
+  (:mod:`unsup.quantization._codecs`: 8- and 4-bit codes of a
+  :class:`Quantizer`, 1-bit sign bits); a :class:`~unsup.quantization._index.CodeIndex`
+  searches them. No ``n_bits`` branch here: the codec of :data:`CODECS` decides.
+- Sub-byte codes are packed along the feature axis, so the codes held for
+  search take ``compression_ratio_`` times less memory than float32.
 - ``kneighbors`` answers as ``sklearn.neighbors.NearestNeighbors`` does
   (``X=None`` queries the fitted set, each point excluded from its own
-  neighbours) from a scan of the codes (:mod:`unsup.quantization._search`),
-  and can rerank a longer candidate list with float distances.
+  neighbours) from a scan of the codes, and can rerank a longer candidate
+  list with float distances.
 """
 
 from __future__ import annotations
 
-import functools
 import numbers
 from numbers import Integral
 
@@ -37,24 +35,15 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from unsup._dask import dask_support
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
-from unsup.quantization._functional import SCHEMES, quant_range
+from unsup.quantization._codecs import CODECS
+from unsup.quantization._functional import SCHEMES
+from unsup.quantization._index import CodeIndex
 from unsup.quantization._observers import GRANULARITIES, OBSERVER_NAMES, Observer
-from unsup.quantization._packing import pack_bits, unpack_bits
-from unsup.quantization._quantizer import Quantizer
-from unsup.quantization._search import (
-    exact_distances,
-    scan_dequantized,
-    scan_hamming,
-    select_sorted,
-)
-from unsup.utils._threads import openmp_n_threads
 
 __all__ = ["QuantizedEmbedding"]
 
-EMBEDDING_BITS = (1, 4, 8)
+EMBEDDING_BITS = tuple(sorted(CODECS))
 SEARCH_METRICS = ("euclidean", "cosine")
-# Candidates reranked per neighbour asked for, when rescore_multiplier="auto".
-AUTO_MULTIPLIER = {8: 4, 4: 10, 1: 20}
 
 
 def _encoder_has(name):
@@ -210,7 +199,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
 
     # ------------------------------------------------------------ validation
     def _check_params(self):
-        if self.n_bits not in EMBEDDING_BITS:
+        if self.n_bits not in CODECS:
             raise ValueError(f"n_bits must be one of {EMBEDDING_BITS}; got {self.n_bits!r}.")
         if self.encoder is not None and not (hasattr(self.encoder, "fit") and hasattr(self.encoder, "transform")):
             raise TypeError(
@@ -282,7 +271,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """
         levels = self._fit(X, y)
         if self.output == "dequantized":
-            return self._decode_levels(levels)
+            return self._codec().decode(levels)
         return self.codes_.copy()
 
     def _fit(self, X, y):
@@ -298,64 +287,40 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             validate_data(self, X, skip_check_array=True, reset=True)
             self.encoder_ = clone(self.encoder).fit(X, y)
             Z = self._check_latent(self.encoder_.transform(X), X)
-        self.n_components_ = Z.shape[1]
-        self._dtype = Z.dtype
-        if self.n_bits == 1:
-            self.quantizer_ = None
-            self.threshold_, self.levels_ = _sign_levels(
-                Z, self.scheme, self.granularity, self.block_size
-            )
-        else:
-            self.quantizer_ = Quantizer(
-                self.n_bits,
-                scheme=self.scheme,
-                granularity=self.granularity,
-                block_size=self.block_size,
-                observer=self.observer,
-            ).fit(Z)
-            self.threshold_ = self.levels_ = None
-        levels = self._quantize(Z)
-        self.codes_ = self._pack(levels)
+        codec = CODECS[self.n_bits].calibrate(
+            Z, scheme=self.scheme, granularity=self.granularity, block_size=self.block_size, observer=self.observer
+        )
+        levels = self._set_codes(codec, Z, codec.encode(Z))
         self.embedding_ = Z if self.keep_float else None
+        return levels
+
+    def _set_codes(self, codec, Z, levels):
+        """Record a calibrated codec and the unpacked codes ``levels`` of the training set; return them."""
+        self.n_components_ = codec.n_components
+        self._dtype = Z.dtype
+        self.__dict__.update(codec.fitted_attributes())
+        self.codes_ = codec.pack(levels)
         self.compression_ratio_ = 4.0 * self.n_components_ / self.codes_.shape[1]
         return levels
 
     # ------------------------------------------------------------ the codes
-    def _quantize(self, Z):
-        """Unpacked codes of ``Z`` of shape (n, d): Quantizer codes, or bits 0/1."""
-        if self.n_bits == 1:
-            return (Z >= self.threshold_).view(np.uint8)
-        return self.quantizer_.transform(Z)
+    def _codec(self):
+        """The codec of the fitted codes (:mod:`unsup.quantization._codecs`), built from the fitted attributes."""
+        return CODECS[self.n_bits].from_fitted(self)
 
-    def _pack(self, levels):
-        if self.n_bits == 1:
-            return np.packbits(levels, axis=-1, bitorder="little")
-        if self.n_bits == 4:
-            return pack_bits(levels, 4)
-        return levels
+    def _index(self):
+        """The search index over ``codes_`` (:class:`~unsup.quantization._index.CodeIndex`)."""
+        return CodeIndex(self._codec(), self.codes_, self.embedding_)
 
-    def _unpack(self, codes):
-        if self.n_bits == 1:
-            return unpack_bits(codes, 1, self.n_components_)
-        if self.n_bits == 4:
-            return unpack_bits(codes, 4, self.n_components_, signed=self.scheme == "symmetric")
-        return codes
-
-    def _decode_levels(self, levels):
-        """Dequantised vectors (the latent dtype) of unpacked codes of any leading shape."""
-        if self.n_bits == 1:
-            return np.where(levels.astype(bool), self.levels_[1], self.levels_[0])
-        lead = levels.shape[:-1]
-        flat = levels.reshape(-1, self.n_components_)
-        return self.quantizer_.inverse_transform(flat).reshape(lead + (self.n_components_,))
-
-    def _code_columns(self):
-        d = self.n_components_
-        return {8: d, 4: -(-d // 2), 1: -(-d // 8)}[self.n_bits]
+    def _round_trip(self, Z):
+        """``Z`` encoded and decoded: the dequantised latents."""
+        codec = self._codec()
+        return codec.decode(codec.encode(Z))
 
     def _check_codes(self, Xt):
         codes = check_array(Xt, dtype=None, order="C", input_name="X")
-        n_columns = self._code_columns()
+        codec = self._codec()
+        n_columns = codec.n_columns
         if codes.shape[1] != n_columns:
             raise ValueError(
                 f"X has {codes.shape[1]} features, but {type(self).__name__} is expecting "
@@ -365,7 +330,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             if codes.dtype.kind != "f" or not np.all(codes == np.rint(codes)):
                 raise ValueError("Codes must hold integers.")
             codes = codes.astype(np.int64)
-        if self.n_bits in (1, 4):
+        if codec.packed:
             if codes.size and (codes.min() < 0 or codes.max() > 255):
                 raise ValueError(
                     f"Packed {self.n_bits}-bit codes are bytes in [0, 255]; got values in "
@@ -405,7 +370,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         ['quantizedembedding0', 'quantizedembedding1']
         """
         names = super().get_feature_names_out(input_features)
-        if self.output == "codes" and self.n_bits != 8:
+        if self.output == "codes" and CODECS[self.n_bits].packed:
             prefix = type(self).__name__.lower()
             names = np.asarray([f"{prefix}_packed_byte{i}" for i in range(len(names))], dtype=object)
         return names
@@ -428,10 +393,11 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             extreme codes.
         """
         check_is_fitted(self)
-        levels = self._quantize(self._latent(X, reset=False))
+        codec = self._codec()
+        levels = codec.encode(self._latent(X, reset=False))
         if self.output == "dequantized":
-            return self._decode_levels(levels)
-        return self._pack(levels)
+            return codec.decode(levels)
+        return codec.pack(levels)
 
     def inverse_transform(self, X):
         """Dequantised latent vectors from the output of :meth:`transform`.
@@ -456,8 +422,9 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
                     f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                     f"{self.n_components_} features as input."
                 )
-            return self._decode_levels(self._quantize(Z.astype(self._dtype, copy=False)))
-        return self._decode_levels(self._unpack(self._check_codes(X)))
+            return self._round_trip(Z.astype(self._dtype, copy=False))
+        codec = self._codec()
+        return codec.decode(codec.unpack(self._check_codes(X)))
 
     @available_if(_encoder_has("inverse_transform"))
     def reconstruct(self, X):
@@ -475,7 +442,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         X_hat : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        Z_hat = self._decode_levels(self._quantize(self._latent(X, reset=False)))
+        Z_hat = self._round_trip(self._latent(X, reset=False))
         if self.encoder_ is None:
             return Z_hat
         return self.encoder_.inverse_transform(Z_hat)
@@ -499,7 +466,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         """
         check_is_fitted(self)
         Z = self._latent(X, reset=False)
-        Z_hat = self._decode_levels(self._quantize(Z))
+        Z_hat = self._round_trip(Z)
         return -float(np.mean(np.square(Z.astype(np.float64) - Z_hat.astype(np.float64))))
 
     # --------------------------------------------------------------- search
@@ -554,12 +521,10 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if not isinstance(n_neighbors, numbers.Integral):
             raise TypeError(f"n_neighbors does not take {type(n_neighbors)} value, enter integer value")
         n_neighbors = int(n_neighbors)
-        n_fit = self.codes_.shape[0]
+        index = self._index()
+        n_fit = len(index)
         query_is_train = X is None
-        if query_is_train:
-            Z = self.embedding_ if self.embedding_ is not None else self._decode_levels(self._unpack(self.codes_))
-        else:
-            Z = self._latent(X, reset=False)
+        Z = index.fitted_latents() if query_is_train else self._latent(X, reset=False)
         available = n_fit - 1 if query_is_train else n_fit
         if n_neighbors > available:
             inequality = "n_neighbors < n_samples_fit" if query_is_train else "n_neighbors <= n_samples_fit"
@@ -570,77 +535,11 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         if len(Z) == 0:
             empty = np.empty((0, n_neighbors))
             return (empty, empty.astype(np.intp)) if return_distance else empty.astype(np.intp)
-
-        # Reranking pays where the scan's distances are not the final ones.
-        reranks = rescore and (self.n_bits == 1 or self.embedding_ is not None)
-        if reranks:
-            multiplier = AUTO_MULTIPLIER[self.n_bits] if self.rescore_multiplier == "auto" else self.rescore_multiplier
-            n_candidates = min(available, multiplier * n_neighbors)
-        else:
-            n_candidates = n_neighbors
-
-        n_threads = openmp_n_threads()  # the usable cores, or OMP_NUM_THREADS
-        if self.n_bits == 1:
-            query_bits = self.codes_ if query_is_train else self._pack(self._quantize(Z))
-            index, hamming = scan_hamming(
-                query_bits, self.codes_, n_candidates, exclude_self=query_is_train, n_threads=n_threads
-            )
-        else:
-            # The scan runs in float32 on queries and codes scaled by one power of two
-            # (exact, and the ranking is unchanged) that keeps every value below 1,
-            # so squared norms cannot overflow whatever the latents' magnitude.
-            qmin, qmax = quant_range(self.n_bits, self.scheme)
-            q = self.quantizer_
-            top = max(
-                float(np.max(np.abs(np.asarray([qmin, qmax])[:, None] - q.zero_point_) * q.scale_)),
-                float(np.max(np.abs(Z))),
-                np.finfo(np.float32).tiny,
-            )
-            factor = float(np.ldexp(1.0, -int(np.frexp(top)[1])))
-            queries = np.ascontiguousarray(Z * factor, dtype=np.float32)
-            index = scan_dequantized(
-                queries, n_fit, self._decoder(factor), n_candidates, metric=metric,
-                exclude_self=query_is_train, n_threads=n_threads,
-            )
-        if not rescore and self.n_bits == 1:
-            dist = hamming.astype(np.float64) / self.n_components_
-        elif reranks and self.embedding_ is not None:
-            dist = exact_distances(Z, self.embedding_, index, metric)
-        else:
-            dist = exact_distances(Z, lambda idx: self._decode_levels(self._unpack(self.codes_[idx])), index, metric)
-        dist, index = select_sorted(dist, index, n_neighbors)
-        return (dist, index) if return_distance else index
-
-    def _decoder(self, factor=1.0):
-        """``decode(start, stop, out)``: dequantised float32 rows of ``codes_`` times ``factor``."""
-        d = self.n_components_
-        q = self.quantizer_
-        scale = (q.scale_.astype(np.float64) * factor).astype(np.float32)
-        zero = q.zero_point_.astype(np.float32)
-        if self.granularity == "per_block":
-            scale = np.repeat(scale, self.block_size)[:d]
-            zero = np.repeat(zero, self.block_size)[:d]
-        with_zero = bool(np.any(zero))
-        codes = self.codes_
-        if self.n_bits == 4:
-            byte = np.arange(256)
-            low, high = byte & 15, byte >> 4
-            if self.scheme == "symmetric":  # two's complement nibbles
-                low, high = np.where(low > 7, low - 16, low), np.where(high > 7, high - 16, high)
-            low, high = low.astype(np.float32), high.astype(np.float32)
-
-        def decode(start, stop, out):
-            if self.n_bits == 8:
-                np.copyto(out, codes[start:stop])
-            else:
-                packed = codes[start:stop]
-                out[:, 0::2] = low[packed]
-                out[:, 1::2] = high[packed[:, : d // 2]]
-            if with_zero:
-                out -= zero
-            out *= scale
-
-        return decode
+        dist, ind = index.kneighbors(
+            Z, n_neighbors, query_is_train=query_is_train, metric=metric, rescore=rescore,
+            rescore_multiplier=self.rescore_multiplier,
+        )
+        return (dist, ind) if return_distance else ind
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -666,77 +565,3 @@ def _check_not_1d(X):
     """
     if getattr(X, "ndim", None) == 1 or (isinstance(X, (list, tuple)) and np.ndim(X) == 1):
         check_array(X, dtype=None, ensure_all_finite=False)
-
-
-def _sign_levels(Z, scheme, granularity, block_size):
-    """Thresholds and decoded levels of 1-bit codes.
-
-    Parameters
-    ----------
-    Z : ndarray of shape (n_samples, d)
-    scheme : {"asymmetric", "symmetric"}
-        Threshold at the mean of each group of dimensions, or at zero.
-    granularity : {"per_channel", "per_tensor", "per_block"}
-        The groups: each dimension, all of them, blocks of ``block_size``.
-    block_size : int
-
-    Returns
-    -------
-    threshold : ndarray of shape (d,), dtype of ``Z``
-    levels : ndarray of shape (2, d), dtype of ``Z``
-        What bit 0 and bit 1 decode to: the mean of the group's values below
-        and at-or-above the threshold (asymmetric), or ``∓ mean|z|``
-        (symmetric): the least-squares levels of each group.
-    """
-    return sign_levels_from_sums(lambda column_sums: column_sums(Z), Z.shape, Z.dtype, scheme, granularity, block_size)
-
-
-def sign_levels_from_sums(reduce, shape, dtype, scheme, granularity, block_size):
-    """:func:`_sign_levels` from column sums over the rows, which ``reduce`` computes.
-
-    ``reduce(column_sums)`` returns ``column_sums(Z)`` (a float64 vector of
-    length ``d``) for the whole of ``Z``: in memory, or added up over the
-    blocks of a dask array (one pass per call: one for the symmetric scheme,
-    two for the asymmetric one).
-    """
-    n, d = shape
-    group = {"per_channel": np.arange(d), "per_tensor": np.zeros(d, dtype=np.intp),
-             "per_block": np.arange(d) // block_size}[granularity]
-    n_groups = int(group.max()) + 1
-    size = np.bincount(group, minlength=n_groups) * float(n)
-
-    def group_sum(columns):
-        return np.bincount(group, weights=columns, minlength=n_groups)
-
-    if scheme == "symmetric":
-        threshold = np.zeros(d)
-        alpha = group_sum(reduce(_abs_sums)) / size
-        levels = np.stack([-alpha[group], alpha[group]])
-    else:
-        # The threshold in Z's dtype, and the bits as transform will set them.
-        total = group_sum(reduce(_sums))
-        threshold = ((total / size)[group]).astype(dtype)
-        above = reduce(functools.partial(_above_counts_and_sums, threshold=threshold))
-        n_above, sum_above = group_sum(above[:d]), group_sum(above[d:])
-        sum_below = total - sum_above
-        centre = threshold.astype(np.float64)  # a side with no values decodes to the threshold
-        with np.errstate(invalid="ignore", divide="ignore"):
-            high = np.where(n_above > 0, sum_above / n_above, np.nan)[group]
-            low = np.where(size - n_above > 0, sum_below / (size - n_above), np.nan)[group]
-        levels = np.stack([np.where(np.isnan(low), centre, low), np.where(np.isnan(high), centre, high)])
-    return threshold.astype(dtype), levels.astype(dtype)
-
-
-def _sums(Z):
-    return np.asarray(Z).sum(axis=0, dtype=np.float64)
-
-
-def _abs_sums(Z):
-    return np.abs(np.asarray(Z).astype(np.float64)).sum(axis=0)
-
-
-def _above_counts_and_sums(Z, threshold):
-    """Per column: how many values are at or above ``threshold``, then their sum (one vector)."""
-    Z = np.asarray(Z)
-    above = Z >= threshold
-    return np.concatenate([above.sum(axis=0).astype(np.float64), np.where(above, Z.astype(np.float64), 0.0).sum(axis=0)])

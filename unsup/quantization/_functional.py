@@ -117,28 +117,32 @@ def code_dtype(n_bits: int = 8, scheme: str = "symmetric") -> np.dtype:
     return np.dtype(np.int16 if signed else np.uint16)
 
 
-def calculate_qparams(
-    min_val, max_val, *, n_bits: int = 8, scheme: str = "symmetric"
-) -> tuple[np.ndarray, np.ndarray]:
+def calculate_qparams(min_val, max_val, *, n_bits: int = 8, scheme: str = "symmetric"):
     """Scale and zero point for the clipping range ``[min_val, max_val]``.
 
     The range is first widened to contain zero (``β = min(min_val, 0)``,
     ``α = max(max_val, 0)``), so zero is always exactly representable.
 
+    One function for numpy and torch: torch tensors take the same float64
+    arithmetic, step for step, in torch ops on the tensors' device (the
+    results are equal), with no host-side check, so quantization-aware
+    training computes its parameters on every step without a round trip to
+    numpy or a device synchronisation.
+
     Parameters
     ----------
-    min_val, max_val : array-like of shape (...)
+    min_val, max_val : array-like or torch.Tensor of shape (...)
         Finite bounds, ``min_val <= max_val`` element-wise; one pair per
-        tensor, channel or block.
+        tensor, channel or block. (Checked for arrays; tensors are trusted.)
     n_bits : int, default=8
     scheme : {"symmetric", "asymmetric"}, default="symmetric"
 
     Returns
     -------
-    scale : ndarray of float32 of the shape of ``min_val``
+    scale : ndarray (torch.Tensor for tensors) of float32 of the shape of ``min_val``
         ``max(|β|, |α|) / (2ⁿ⁻¹ − 1)`` (symmetric) or ``(α − β) / (2ⁿ − 1)``
         (asymmetric), at least ``EPS`` (float32 machine epsilon).
-    zero_point : ndarray of int32 of the shape of ``min_val``
+    zero_point : ndarray (torch.Tensor for tensors) of int32 of the shape of ``min_val``
         0 (symmetric) or ``round(−β / s)`` (asymmetric).
 
     Examples
@@ -150,30 +154,33 @@ def calculate_qparams(
     (array(1.1920929e-07, dtype=float32), array(0, dtype=int32))
     """
     qmin, qmax = quant_range(n_bits, scheme)
-    lo = np.asarray(min_val, dtype=np.float64)
-    hi = np.asarray(max_val, dtype=np.float64)
-    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
-        raise ValueError("min_val and max_val must be finite.")
-    if np.any(lo > hi):
-        raise ValueError("min_val must not exceed max_val.")
-    lo = np.minimum(lo, 0.0)
-    hi = np.maximum(hi, 0.0)
+    if _is_tensor(min_val):
+        xp = _torch_ops()
+        lo, hi = xp.f64(min_val.detach()), xp.f64(max_val.detach())
+    else:
+        xp = _NUMPY_OPS
+        lo, hi = xp.f64(min_val), xp.f64(max_val)
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise ValueError("min_val and max_val must be finite.")
+        if np.any(lo > hi):
+            raise ValueError("min_val must not exceed max_val.")
+    lo = xp.clip(lo, None, 0.0)
+    hi = xp.clip(hi, 0.0, None)
     if scheme == "symmetric":
-        scale = np.maximum(-lo, hi) / qmax
+        scale = xp.maximum(-lo, hi) / qmax
     else:
         scale = (hi - lo) / (qmax - qmin)
     # float32's largest finite value bounds the scale (1-bit asymmetric codes of
     # a range wider than it), then the grid below
-    scale = np.maximum(np.minimum(scale, F32_MAX), EPS).astype(np.float32)
+    scale = xp.f32(xp.clip(scale, EPS, F32_MAX))
     if scheme == "symmetric":
-        zero_point = np.zeros(scale.shape, dtype=np.int32)
+        zero_point = xp.zeros_i32(scale)
     else:
-        zero_point = np.clip(qmin - np.rint(lo / scale.astype(np.float64)), qmin, qmax)
-        zero_point = zero_point.astype(np.int32)
-    return np.asarray(fit_grid_in_float32(scale, zero_point, qmin, qmax)), np.asarray(zero_point)
+        zero_point = xp.i32(xp.clip(qmin - xp.rint(lo / xp.f64(scale)), qmin, qmax))
+    return _fit_grid_in_float32(xp, scale, zero_point, qmin, qmax), zero_point
 
 
-def fit_grid_in_float32(scale, zero_point, qmin, qmax):
+def _fit_grid_in_float32(xp, scale, zero_point, qmin, qmax):
     """``scale``, lowered where the grid's end ``(q − z)·s`` would pass float32's largest value.
 
     A scale rounded to float32 may round up, and a rounded zero point shifts
@@ -181,24 +188,66 @@ def fit_grid_in_float32(scale, zero_point, qmin, qmax):
     would dequantise to ±inf. Such a scale is lowered to the largest float32
     that keeps every code's value finite (the extreme inputs then saturate at
     the end code); any other scale is returned as it is. ``scale`` is float32
-    (numpy or torch), ``zero_point`` integers of its shape.
+    and ``zero_point`` integers of its shape, both of the namespace ``xp``.
     """
-    is_torch = not isinstance(scale, np.ndarray) and hasattr(scale, "detach")
-    s = scale.detach().cpu().numpy() if is_torch else np.asarray(scale, dtype=np.float32)
-    z = (zero_point.detach().cpu().numpy() if is_torch else np.asarray(zero_point)).astype(np.float64)
-    extent = np.maximum(qmax - z, z - qmin)  # the widest code distance from the zero point
-    too_wide = extent * s.astype(np.float64) > F32_MAX
-    if not np.any(too_wide):
+    z = xp.f64(zero_point)
+    extent = xp.maximum(qmax - z, z - qmin)  # the widest code distance from the zero point
+    too_wide = extent * xp.f64(scale) > F32_MAX
+    if not xp.device_side and not np.any(too_wide):  # the common case, without the arithmetic below
         return scale
-    fitted = np.array(s, dtype=np.float32, copy=True)
-    bound = np.float32(F32_MAX / extent[too_wide])  # rounded: one step down may still be needed
-    bound = np.where(extent[too_wide] * bound.astype(np.float64) > F32_MAX, np.nextafter(bound, np.float32(0)), bound)
-    fitted[too_wide] = bound
-    if is_torch:
-        import torch
+    bound = xp.f32(F32_MAX / extent)  # rounded: one step down may still be needed
+    bound = xp.where(extent * xp.f64(bound) > F32_MAX, xp.nextafter(bound, bound * 0), bound)
+    return xp.where(too_wide, bound, scale)
 
-        return torch.from_numpy(fitted).to(scale.device)
-    return fitted
+
+class _NumpyOps:
+    """The few array operations :func:`calculate_qparams` needs, on numpy arrays (0-d kept 0-d)."""
+
+    device_side = False
+    maximum, rint, nextafter = np.maximum, np.rint, np.nextafter  # ufuncs: not bound
+    clip = staticmethod(np.clip)
+
+    @staticmethod
+    def where(condition, a, b):
+        return np.asarray(np.where(condition, a, b))
+
+    @staticmethod
+    def f64(a):
+        return np.asarray(a, dtype=np.float64)
+
+    @staticmethod
+    def f32(a):
+        return np.asarray(a, dtype=np.float32)
+
+    @staticmethod
+    def i32(a):
+        return np.asarray(a, dtype=np.int32)
+
+    @staticmethod
+    def zeros_i32(a):
+        return np.zeros(np.shape(a), dtype=np.int32)
+
+
+_NUMPY_OPS = _NumpyOps()
+
+
+@functools.cache
+def _torch_ops():
+    """The same operations in torch, on the tensors' device (torch imported when a tensor comes in).
+
+    Plain torch functions and tensor methods, with no Python wrapper: QAT
+    computes its parameters on every training step.
+    """
+    import types
+
+    import torch
+
+    return types.SimpleNamespace(
+        device_side=True,  # no host-side test: every branch is computed with torch.where
+        maximum=torch.maximum, clip=torch.clamp, rint=torch.round, where=torch.where, nextafter=torch.nextafter,
+        f64=torch.Tensor.double, f32=torch.Tensor.float, i32=torch.Tensor.int,
+        zeros_i32=functools.partial(torch.zeros_like, dtype=torch.int32),
+    )
 
 
 # ---------------------------------------------------------------- parameters
@@ -280,17 +329,8 @@ def _as_float_array(x) -> np.ndarray:
 # ----------------------------------------------------------------- numpy ops
 
 
-def quantize(
-    x,
-    scale,
-    zero_point=0,
-    *,
-    n_bits: int = 8,
-    scheme: str = "symmetric",
-    rounding: str = "nearest",
-    axis: int | None = None,
-    block_size: int | None = None,
-):
+def quantize(x, scale, zero_point=0, *, n_bits: int = 8, scheme: str = "symmetric", rounding: str = "nearest",
+             axis: int | None = None, block_size: int | None = None):
     """Integer codes ``clamp(round(x / s) + z, qmin, qmax)`` of ``x``.
 
     Parameters
@@ -422,17 +462,8 @@ def dequantize_array(codes, scale, zero_point, *, axis, block_size, dtype, qrang
     return out
 
 
-def fake_quantize(
-    x,
-    scale,
-    zero_point=0,
-    *,
-    n_bits: int = 8,
-    scheme: str = "symmetric",
-    rounding: str = "nearest",
-    axis: int | None = None,
-    block_size: int | None = None,
-):
+def fake_quantize(x, scale, zero_point=0, *, n_bits: int = 8, scheme: str = "symmetric", rounding: str = "nearest",
+                  axis: int | None = None, block_size: int | None = None):
     """Quantize then dequantize: ``x̂ = s (clamp(round(x / s) + z, qmin, qmax) − z)``.
 
     On a ``torch.Tensor`` the result carries a straight-through gradient:
@@ -503,14 +534,22 @@ def _torch_codes(x, inv, z, floor):
     return torch.round(v) + z
 
 
+def _torch_prepare(x, scale, zero_point, n_bits, scheme, axis, block_size):
+    """The parameter handling of the torch ops: ``(qrange, inv_scale, scale, zero_point)``.
+
+    ``x`` is checked finite; the parameters are validated and laid out as
+    tensors on its device, in its compute dtype (float32 or float64).
+    """
+    _torch_check_finite(x)
+    qrange = quant_range(n_bits, scheme)
+    return (qrange, *_torch_params(x, scale, zero_point, qrange, axis, block_size, _torch_compute_dtype(x)))
+
+
 def _torch_quantize(x, scale, zero_point, n_bits, scheme, rounding, axis, block_size):
     import torch
 
-    _torch_check_finite(x)
-    dtype = _torch_compute_dtype(x)
-    inv, _, z = _torch_params(x, scale, zero_point, quant_range(n_bits, scheme), axis, block_size, dtype)
-    qmin, qmax = quant_range(n_bits, scheme)
-    q = _torch_codes(x.detach().to(dtype), inv, z, rounding == "floor")
+    (qmin, qmax), inv, _, z = _torch_prepare(x, scale, zero_point, n_bits, scheme, axis, block_size)
+    q = _torch_codes(x.detach().to(inv.dtype), inv, z, rounding == "floor")
     torch_dtype = {
         np.dtype(np.int8): torch.int8,
         np.dtype(np.uint8): torch.uint8,
@@ -544,9 +583,6 @@ def _fake_quantize_function():
 
 
 def _torch_fake_quantize(x, scale, zero_point, n_bits, scheme, rounding, axis, block_size):
-    _torch_check_finite(x)
-    dtype = _torch_compute_dtype(x)
-    qmin, qmax = quant_range(n_bits, scheme)
-    inv, s, z = _torch_params(x, scale, zero_point, (qmin, qmax), axis, block_size, dtype)
-    out = _fake_quantize_function().apply(x.to(dtype), inv, s, z, qmin, qmax, rounding == "floor")
+    (qmin, qmax), inv, s, z = _torch_prepare(x, scale, zero_point, n_bits, scheme, axis, block_size)
+    out = _fake_quantize_function().apply(x.to(inv.dtype), inv, s, z, qmin, qmax, rounding == "floor")
     return out.to(x.dtype)

@@ -47,6 +47,7 @@ from sklearn.utils import assert_all_finite
 
 from unsup.quantization._functional import (
     _as_float_array,
+    _is_tensor,
     _to_numpy,
     calculate_qparams,
     check_qconfig,
@@ -189,6 +190,37 @@ def _as_batch(x, granularity, axis):
     return x
 
 
+def _namespace(a):
+    """``torch`` for a tensor, ``numpy`` otherwise: the module of ``minimum`` / ``maximum``."""
+    if _is_tensor(a):
+        import torch
+
+        return torch
+    return np
+
+
+def _tensor_minmax(x, granularity, axis, block_size):
+    """:func:`batch_minmax` of a torch tensor, on its device and in its dtype (no finite check)."""
+    import torch
+
+    if x.numel() == 0:
+        raise ValueError("Found an empty batch: an observer needs at least one value.")
+    if granularity == "per_tensor":
+        return x.amin(), x.amax()
+    a = axis % x.ndim if granularity == "per_channel" else x.ndim - 1
+    if a == x.ndim - 1:  # the channels last: a view, reduced down the rows
+        flat = x.reshape(-1, x.shape[a])
+        mn, mx = flat.amin(dim=0), flat.amax(dim=0)
+    else:  # (torch.aminmax with dim= is far slower on the CPU)
+        flat = (x if a == 0 else x.transpose(0, a)).reshape(x.shape[a], -1)
+        mn, mx = flat.amin(dim=1), flat.amax(dim=1)
+    if granularity == "per_block":
+        pad = -len(mn) % block_size
+        mn = torch.nn.functional.pad(mn, (0, pad), value=float("inf")).reshape(-1, block_size).amin(dim=1)
+        mx = torch.nn.functional.pad(mx, (0, pad), value=float("-inf")).reshape(-1, block_size).amax(dim=1)
+    return mn, mx
+
+
 # ------------------------------------------------------------- the observers
 
 
@@ -287,6 +319,28 @@ class Observer:
             )
         self._update_stats(batch, mn, mx, per_sample=False)
         return x
+
+    def batch_range(self, x):
+        """The min and max of each range of one batch ``x``, without changing the observer.
+
+        A ``torch.Tensor`` is reduced on its device, in its dtype, with no
+        finite check (no host synchronisation): the min-max observers' state
+        can then live in a torch module's buffers, folded in by :meth:`combine`
+        (as :class:`~unsup.quantization.nn.LatentFakeQuantize` does in
+        quantization-aware training). Arrays go through :meth:`update`'s
+        checks and its fused pass, and come back as float64.
+
+        Parameters
+        ----------
+        x : array-like or torch.Tensor
+
+        Returns
+        -------
+        min_val, max_val : ndarray or torch.Tensor of shape () | (n_channels,) | (n_blocks,)
+        """
+        if _is_tensor(x):
+            return _tensor_minmax(x.detach(), self.granularity, self.axis, self.block_size)
+        return batch_minmax(_as_batch(x, self.granularity, self.axis), self.granularity, self.axis, self.block_size)
 
     def calculate_range(self) -> tuple[np.ndarray, np.ndarray]:
         """The clipping range ``(β, α)`` chosen from the data seen.
@@ -391,9 +445,33 @@ class MinMaxObserver(Observer):
     (array(0.01568628, dtype=float32), array(64, dtype=int32))
     """
 
+    def combine(self, min_val, max_val, batch_min, batch_max):
+        """The running range ``(min_val, max_val)`` after one more batch's range.
+
+        Pure arithmetic on numpy arrays or torch tensors (on their device),
+        so that numpy calibration, post-training quantization and
+        quantization-aware training (state held in a module's buffers) fold
+        their batches the same way. An unobserved running range (``+inf``,
+        ``-inf``) becomes the batch's.
+
+        Parameters
+        ----------
+        min_val, max_val : ndarray or torch.Tensor
+            The running range.
+        batch_min, batch_max : ndarray or torch.Tensor of the same shape
+            The range of the new batch (:meth:`batch_range`).
+
+        Returns
+        -------
+        min_val, max_val : ndarray or torch.Tensor
+            New objects; the inputs are not modified.
+        """
+        xp = _namespace(min_val)
+        return xp.minimum(min_val, batch_min), xp.maximum(max_val, batch_max)
+
     def _update_stats(self, x, min_val, max_val, per_sample):
-        self.min_val = np.asarray(np.minimum(self.min_val, min_val))
-        self.max_val = np.asarray(np.maximum(self.max_val, max_val))
+        mn, mx = self.combine(self.min_val, self.max_val, min_val, max_val)
+        self.min_val, self.max_val = np.asarray(mn), np.asarray(mx)
 
     def _range(self):
         return self.min_val, self.max_val
@@ -439,13 +517,15 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
         self.averaging_constant = averaging_constant
         super().__init__(n_bits, scheme=scheme, granularity=granularity, axis=axis, block_size=block_size)
 
-    def _update_stats(self, x, min_val, max_val, per_sample):
-        if not self.observed:
-            self.min_val, self.max_val = min_val, max_val
-            return
+    def combine(self, min_val, max_val, batch_min, batch_max):
+        """The running range after one more batch: ``m ← m + c (batch − m)``; see :meth:`MinMaxObserver.combine`.
+
+        The first batch (an unobserved running range) sets the range.
+        """
+        if not bool((min_val <= max_val).all()):
+            return batch_min, batch_max
         c = self.averaging_constant
-        self.min_val = np.asarray(self.min_val + c * (min_val - self.min_val))
-        self.max_val = np.asarray(self.max_val + c * (max_val - self.max_val))
+        return min_val + c * (batch_min - min_val), max_val + c * (batch_max - max_val)
 
 
 class _HistogramObserver(Observer):
