@@ -16,7 +16,7 @@ from sklearn.model_selection import train_test_split
 from torch.nn import functional as F
 
 from unsup.neural import Autoencoder, VariationalAutoencoder
-from unsup.neural._quantize import (
+from unsup.quantization.nn import (
     FakeQuantConv2d,
     FakeQuantConvTranspose2d,
     QuantizedConv2d,

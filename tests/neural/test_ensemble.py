@@ -138,3 +138,23 @@ def test_inference_memory_is_the_output_plus_a_bounded_working_set(cls, method):
                             capture_output=True, text=True, timeout=240, check=True)
     extra, output = map(int, result.stdout.split())
     assert extra <= output + 40 * 2**20, (extra, output)
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "model",
+    [AutoencoderEnsemble(**SMALL), Autoencoder(max_epochs=3, random_state=0), VAE(max_epochs=3, random_state=0)],
+    ids=lambda m: type(m).__name__,
+)
+def test_model_fitted_on_cuda_loads_on_the_cpu(model):
+    model.fit(X)
+    expected = model.score_samples(X)
+    model.device_ = "cuda"  # as pickled on a GPU machine: the state holds CPU tensors and the device's name
+    with pytest.warns(UserWarning, match=f"This {type(model).__name__} was fitted on cuda, which is not available"):
+        again = pickle.loads(pickle.dumps(model))
+    assert again.device_ == "cpu"
+    np.testing.assert_array_equal(again.score_samples(X), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        again.partial_fit(X)

@@ -55,7 +55,7 @@ from unsup.cluster._hierarchical import (
     memory_budget_bytes,
 )
 from unsup.cluster._kmeans import KMeans, kmeans_plusplus
-from unsup.cluster._metric_param import METRIC_CONSTRAINT, PrecomputedMixin
+from unsup.cluster._metric_param import METRIC_CONSTRAINTS, PrecomputedMixin
 from unsup.cluster._tree import _number_by_first_appearance, linkage_from_splits
 from unsup.metrics._centres import compute_centres
 from unsup.metrics._pairwise import _iter_blocks, pairwise_distances
@@ -284,14 +284,13 @@ class DivisiveClustering(PrecomputedMixin, ClusterMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
         "method": [StrOptions({"bisecting", "diana"})],
-        "metric": METRIC_CONSTRAINT,
-        "metric_params": [dict, None],
+        **METRIC_CONSTRAINTS,
         "bisecting_strategy": [StrOptions({"biggest_inertia", "largest_cluster"})],
         "compute_full_tree": ["boolean"],
         "init": [StrOptions({"k-means++", "random"})],
         "n_init": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
+        # passed on to the inner KMeans of method="bisecting", under its constraints
+        **{name: KMeans._parameter_constraints[name] for name in ("max_iter", "tol")},
         "memory_budget": [Interval(Real, 0, None, closed="neither"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],

@@ -33,15 +33,14 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from unsup._dask import dask_support
+from unsup._names import EUCLIDEAN_LINKAGES, LINKAGES
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
-from unsup.cluster._metric_param import METRIC_CONSTRAINT, PrecomputedMixin
+from unsup.cluster._metric_param import METRIC_CONSTRAINTS, PrecomputedMixin
 from unsup.metrics._pairwise import _block_rows, _iter_blocks
 from unsup.metrics._registry import Metric, get_metric
 from unsup.cluster._tree import check_n_clusters, cluster_roots, cut_tree_labels, n_clusters_for_threshold
 
 __all__ = ["AgglomerativeClustering"]
-
-from unsup._names import EUCLIDEAN_LINKAGES, LINKAGES  # noqa: E402 - one list for the estimator and the command line
 
 #: Fraction of the available memory that the condensed matrix may take by default.
 MEMORY_FRACTION = 0.5
@@ -452,8 +451,7 @@ class AgglomerativeClustering(PrecomputedMixin, ClusterMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left"), None],
-        "metric": METRIC_CONSTRAINT,
-        "metric_params": [dict, None],
+        **METRIC_CONSTRAINTS,
         "linkage": [StrOptions(set(LINKAGES))],
         "distance_threshold": [Interval(Real, 0, None, closed="left"), None],
         "engine": [StrOptions({"auto", "lean", "fastcluster", "scipy"})],

@@ -42,7 +42,7 @@ from unsup._sklearn_adapter import (
     lloyd,
     lloyd_step,
 )
-from unsup.cluster._metric_param import METRIC_CONSTRAINT
+from unsup.cluster._metric_param import METRIC_CONSTRAINTS
 from unsup.metrics._centres import _RULES, centre_updater, cluster_sums, medoid_index
 from unsup.metrics._pairwise import _argmin_min, _iter_blocks
 from unsup.metrics._registry import Metric, get_metric, is_precomputed
@@ -334,8 +334,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
 
     _parameter_constraints: dict = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "metric": METRIC_CONSTRAINT,
-        "metric_params": [dict, None],
+        **METRIC_CONSTRAINTS,
         "init": [StrOptions({"k-means++", "k-means||", "random"}), callable, "array-like"],
         "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],

@@ -2,9 +2,10 @@
 
 Design constraints
 ------------------
-- One constraint (:data:`METRIC_CONSTRAINT`) for every clustering estimator:
-  a registry name, a callable, or ``"precomputed"`` (an estimator that needs
-  feature vectors refuses the last one in ``fit``, with its reason).
+- One pair of constraints (:data:`METRIC_CONSTRAINTS`, ``metric`` and
+  ``metric_params``) for every clustering estimator: a registry name, a
+  callable, or ``"precomputed"`` (an estimator that needs feature vectors
+  refuses the last one in ``fit``, with its reason).
 - What "precomputed" changes is written once, in :class:`PrecomputedMixin`:
   the ``pairwise`` tag, the metric object (None: ``X`` holds distances), and
   the check of the distances ``predict`` is given.
@@ -17,10 +18,13 @@ from sklearn.utils.validation import check_non_negative
 from unsup._sklearn_adapter import StrOptions
 from unsup.metrics._registry import METRIC_NAMES, PRECOMPUTED, Metric, get_metric, is_precomputed
 
-__all__ = ["METRIC_CONSTRAINT", "PrecomputedMixin"]
+__all__ = ["METRIC_CONSTRAINTS", "PrecomputedMixin"]
 
-#: ``_parameter_constraints["metric"]`` of the clustering estimators.
-METRIC_CONSTRAINT = [StrOptions(set(METRIC_NAMES) | {PRECOMPUTED}), callable]
+#: ``_parameter_constraints`` of ``metric`` and ``metric_params`` in the clustering estimators.
+METRIC_CONSTRAINTS = {
+    "metric": [StrOptions(set(METRIC_NAMES) | {PRECOMPUTED}), callable],
+    "metric_params": [dict, None],
+}
 
 
 class PrecomputedMixin:

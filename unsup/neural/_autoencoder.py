@@ -131,7 +131,7 @@ class Autoencoder(BaseNeuralEstimator):
         Quantization-aware training, e.g. ``{"n_bits": 4, "latent": True,
         "weights": True}``: fake quantization with the straight-through
         estimator on the code (``latent``) and on the ``Linear`` weights
-        (``weights``). See :mod:`unsup.neural._quantize` for the keys.
+        (``weights``). See :mod:`unsup.quantization.nn` for the keys.
     device : {"cpu", "cuda", "auto"}, default="cpu"
         Where to train and infer; ``"auto"`` is CUDA when available.
     n_jobs : int or None, default=None

@@ -44,7 +44,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._architectures import ARCHITECTURES
-from unsup.neural._modules import ACTIVATIONS, DEVICES, make_generators, resolve_device
+from unsup.neural._modules import ACTIVATIONS, DEVICES, loaded_device, make_generators, resolve_device
 from unsup.neural._outlier import ScoreOffsetOutlierMixin
 from unsup.neural._training import DivergenceWarning, TrainConfig, TrainState, split_validation, thread_scope, train
 
@@ -765,17 +765,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         super().__setstate__(state)
         if "device_" not in state:
             return
-        device = torch.device(self.device_)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            warnings.warn(
-                f"This {type(self).__name__} was fitted on {self.device_}, which is not "
-                "available here: it is loaded on the CPU.",
-                UserWarning,
-                stacklevel=2,
-            )
-            device = torch.device("cpu")
-            self.device_ = "cpu"
-        self._device = device
+        device = self._device = loaded_device(self)
         for key in _MODULE_ATTRS:
             module = getattr(self, key, None)
             if module is not None:

@@ -29,7 +29,6 @@ Design constraints
 from __future__ import annotations
 
 import math
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -40,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from unsup._dask import dask_support
 from unsup._sklearn_adapter import Interval, StrOptions, fit_context
-from unsup.neural._modules import ACTIVATIONS, DEVICES, resolve_device
+from unsup.neural._modules import ACTIVATIONS, DEVICES, loaded_device, resolve_device
 from unsup.neural._outlier import ScoreOffsetOutlierMixin
 from unsup.neural._training import EpochProgress, make_adam
 from unsup.utils._threads import torch_n_threads, torch_threads
@@ -423,12 +422,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         super().__setstate__(state)
         if "_params" not in state:
             return
-        device = torch.device(self.device_)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            warnings.warn("Fitted on CUDA, not available here: loaded on the CPU.", UserWarning, stacklevel=2)
-            device = torch.device("cpu")
-            self.device_ = "cpu"
-        self._device = device
+        device = self._device = loaded_device(self)
         self._params = [p.to(device).requires_grad_(True) for p in self._params]
         self._input_mask = self._input_mask.to(device)
         optimizer_state = self._optimizer

@@ -4,7 +4,7 @@ Design constraints
 ------------------
 - Plain ``nn.Sequential`` stacks of ``nn.Linear``, activation and (optional)
   ``nn.Dropout`` layers, nothing custom: the quantization helpers
-  (:mod:`unsup.neural._quantize`) find every ``nn.Linear`` and swap it for a
+  (:mod:`unsup.quantization.nn`) find every ``nn.Linear`` and swap it for a
   fake-quantized or an int8 one without knowing the architecture.
 - All randomness from a ``torch.Generator``: the layers are created without
   touching torch's global random stream (``torch.nn.utils.skip_init``) and
@@ -16,6 +16,7 @@ Design constraints
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import nn
@@ -56,6 +57,25 @@ def resolve_device(device: str) -> torch.device:
             "device='cpu', or device='auto' to use a GPU only when there is one."
         )
     return torch.device(device)
+
+
+def loaded_device(estimator) -> torch.device:
+    """The device of an estimator being unpickled: its ``device_``, or the CPU.
+
+    A model fitted on CUDA and loaded where CUDA is not available warns and
+    moves to the CPU (``device_`` becomes ``"cpu"``) rather than failing.
+    """
+    device = torch.device(estimator.device_)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(
+            f"This {type(estimator).__name__} was fitted on {estimator.device_}, which is not "
+            "available here: it is loaded on the CPU.",
+            UserWarning,
+            stacklevel=3,
+        )
+        device = torch.device("cpu")
+        estimator.device_ = "cpu"
+    return device
 
 
 def make_generators(seed: int, device: torch.device) -> tuple[torch.Generator, torch.Generator]:

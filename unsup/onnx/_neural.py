@@ -104,7 +104,7 @@ def mlp(g: Graph, x: str, module) -> str:
     from torch import nn
 
     from unsup.neural._modules import SeededDropout
-    from unsup.neural._quantize import FakeQuantLinear, QuantizedLinear
+    from unsup.quantization.nn import FakeQuantLinear, QuantizedLinear
 
     for layer in module:
         if isinstance(layer, (nn.Identity, SeededDropout, nn.Dropout)):

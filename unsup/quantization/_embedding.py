@@ -39,11 +39,11 @@ from unsup.quantization._codecs import CODECS
 from unsup.quantization._functional import SCHEMES
 from unsup.quantization._index import CodeIndex
 from unsup.quantization._observers import GRANULARITIES, OBSERVER_NAMES, Observer
+from unsup.quantization._search import search_metric
 
 __all__ = ["QuantizedEmbedding"]
 
 EMBEDDING_BITS = tuple(sorted(CODECS))
-SEARCH_METRICS = ("euclidean", "cosine")
 
 
 def _encoder_has(name):
@@ -512,8 +512,7 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
             Rows of the fitted set; among equal distances, lower rows first.
         """
         check_is_fitted(self)
-        if metric not in SEARCH_METRICS:
-            raise ValueError(f"metric must be one of {SEARCH_METRICS}; got {metric!r}.")
+        search_metric(metric)
         if isinstance(n_neighbors, (bool, np.bool_)) or not isinstance(n_neighbors, numbers.Real):
             raise TypeError(f"n_neighbors does not take {type(n_neighbors)} value, enter integer value")
         if n_neighbors <= 0:

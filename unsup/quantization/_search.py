@@ -61,9 +61,12 @@ SEARCH_METRICS = names_with("searches_codes")
 
 def search_metric(metric) -> Metric:
     """The registry metric of a search, checked to search codes (a name or a :class:`Metric`)."""
-    m = get_metric(metric)
-    if not m.searches_codes:
-        raise ValueError(f"metric must be one of {SEARCH_METRICS}; got {metric!r}.")
+    try:
+        m = get_metric(metric)
+    except (TypeError, ValueError):
+        m = None
+    if m is None or not m.searches_codes:
+        raise ValueError(f"metric must be one of {SEARCH_METRICS}; got {metric!r}.") from None
     return m
 
 

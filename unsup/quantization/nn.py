@@ -996,6 +996,7 @@ class FakeQuantConv2d(_FakeQuantConvMixin, torch.nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution of ``x`` with the fake-quantized weight."""
         return self._conv_forward(x, self.quantized_weight(), self.bias)
 
 
@@ -1006,6 +1007,7 @@ class FakeQuantConvTranspose2d(_FakeQuantConvMixin, torch.nn.ConvTranspose2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The transposed convolution of ``x`` with the fake-quantized weight."""
         return F.conv_transpose2d(
             x, self.quantized_weight(), self.bias, self.stride, self.padding, self.output_padding,
             self.groups, self.dilation,
