@@ -102,6 +102,18 @@ def test_quantized_estimator_pickles(int8_model):
     np.testing.assert_array_equal(copy.deepcopy(int8_model).transform(X_test[:5]), int8_model.transform(X_test[:5]))
 
 
+def test_model_pickled_before_the_move_to_quantization_nn_loads(int8_model):
+    # Pickles made before issue 19 name the layer classes as unsup.neural._quantize.<class>
+    # (protocol 2 writes each class as a newline-ended GLOBAL, so the module can be renamed in place).
+    data = pickle.dumps(int8_model, protocol=2)
+    assert b"cunsup.quantization.nn\n" in data
+    old = data.replace(b"cunsup.quantization.nn\n", b"cunsup.neural._quantize\n")
+    assert b"cunsup.quantization.nn\n" not in old
+    clone = pickle.loads(old)
+    assert isinstance(_layers(clone.encoder_, QuantizedLinear)[0], QuantizedLinear)
+    np.testing.assert_array_equal(clone.transform(X_test), int8_model.transform(X_test))
+
+
 def test_vae_quantize_keeps_the_posterior_mean_close():
     vae = VariationalAutoencoder(**{**PARAMS, "max_epochs": 15}).fit(X_train)
     q = vae.quantize(X_train)
