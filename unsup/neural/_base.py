@@ -46,12 +46,25 @@ from unsup._sklearn_adapter import Interval, StrOptions, fit_context
 from unsup.neural._architectures import ARCHITECTURES
 from unsup.neural._modules import ACTIVATIONS, DEVICES, loaded_device, make_generators, resolve_device
 from unsup.neural._outlier import ScoreOffsetOutlierMixin
-from unsup.neural._training import DivergenceWarning, TrainConfig, TrainState, split_validation, thread_scope, train
+from unsup.neural._training import (
+    DivergenceWarning,
+    TrainConfig,
+    TrainState,
+    split_validation,
+    thread_scope,
+    train,
+    widest_activation,
+)
 
 __all__ = ["BaseNeuralEstimator"]
 
-#: Rows per forward pass at inference (bounds memory).
+#: Rows per chunk of the numpy work around inference (standardising, writing out): bounds memory.
 _CHUNK = 4096
+#: Activation elements of a network's widest layer in one forward pass at inference. Small enough
+#: for a convolution's feature maps to stay in cache (about 300 rows of 1x28x28 images in 24
+#: channels: 2.5x faster than 4,096 rows), large enough for a fully connected network's products to
+#: run at full speed (about 2,000 rows of 784 features).
+_FORWARD_ELEMENTS = 3 << 19
 #: Inference chunks are padded to a multiple of this many rows (batch-independent outputs).
 _ROW_MULTIPLE = 16
 #: Attributes holding torch modules (moved to the CPU for pickling).
@@ -288,13 +301,32 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         x += self.mean_
         return x.astype(dtype, copy=False)
 
+    def _forward_rows(self, n_rows: int) -> int:
+        """Rows per forward pass over ``n_rows`` rows: ``_FORWARD_ELEMENTS`` over the widest activation.
+
+        A multiple of 16 in [16, ``_CHUNK``]; the widest activation of a row
+        (input included) is measured on one row of zeros through the whole
+        network, whatever the architecture, quantized or not.
+        """
+        if n_rows <= _ROW_MULTIPLE:
+            return _CHUNK
+        row = torch.zeros((1, self.n_features_in_), dtype=torch.float32, device=self._device)
+
+        def forward():  # without the latent quantizer (no code wider than the code; unobserved before a fit)
+            out, skips = self._encode(row)
+            self._decode(self._split_code(out), skips)
+
+        widest = max(widest_activation([self.encoder_, self.decoder_], forward), self.n_features_in_)
+        rows = _FORWARD_ELEMENTS // widest // _ROW_MULTIPLE * _ROW_MULTIPLE
+        return int(min(_CHUNK, max(_ROW_MULTIPLE, rows)))
+
     def _apply(self, fn, xs: torch.Tensor) -> torch.Tensor:
         """``fn`` over chunks of rows, each padded to a multiple of 16 rows; concatenated on the CPU."""
         outs = []
-        rows = min(xs.shape[0], _CHUNK)
-        with torch.no_grad(), thread_scope(self._modules(), rows, getattr(self, "n_jobs", None)):
-            for start in range(0, xs.shape[0], _CHUNK):
-                block = xs[start : start + _CHUNK]
+        step = self._forward_rows(xs.shape[0])
+        with torch.no_grad(), thread_scope(self._modules(), min(xs.shape[0], step), getattr(self, "n_jobs", None)):
+            for start in range(0, xs.shape[0], step):
+                block = xs[start : start + step]
                 m = block.shape[0]
                 pad = (-m) % _ROW_MULTIPLE
                 if pad:
@@ -438,6 +470,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             n_iter_no_change=n_iter_no_change,
             total_epochs=-1 if warn else None,
             warn_stacklevel=5 if warn and self.early_stopping else None,
+            eval_rows=_CHUNK if X_val is None else self._forward_rows(X_val.shape[0]),
         )
         state = TrainState(self._generator, self._device_generator, self._optimizer_state, self.n_iter_)
         result = train(self._modules(), self._batch_loss, xs, config, state, X_val=X_val, sample_loss=self._sample_loss)
@@ -457,11 +490,14 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         the training mean for every row (in standardised units: the mean of
         the squared standardised values).
         """
-        scores = -self._scores_std(xs).numpy()
+        errors = self._errors(xs) if check_divergence else None
+        # the score is the reconstruction error unless a subclass scores otherwise (the VAE's loss)
+        same = errors is not None and type(self)._scores_std is BaseNeuralEstimator._scores_std
+        scores = -(errors if same else self._scores_std(xs)).numpy()
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         self.model_size_bytes_ = self._model_size()
         if check_divergence:
-            error = float(np.mean(self._errors(xs).numpy()))
+            error = float(np.mean(errors.numpy()))
             trivial = float(torch.mean(xs.double() ** 2))
             if trivial > 0 and not error <= _DIVERGENCE_FACTOR * trivial:
                 # stacklevel 5: _finish <- fit <- scikit-learn's _fit_context wrapper <- the dask_support

@@ -113,6 +113,38 @@ def thread_scope(modules, rows: int, n_jobs=None):
     return torch_threads(torch_n_threads(n_jobs, rows * per_row))
 
 
+def widest_activation(modules, forward) -> int:
+    """The most elements any submodule of ``modules`` outputs while ``forward()`` runs.
+
+    Called with a one-row forward pass, this is the widest activation of a
+    row: it sizes inference chunks (see ``BaseNeuralEstimator._forward_rows``).
+    ``forward`` runs under ``torch.no_grad()`` with every submodule in eval
+    mode; their modes are restored after.
+    """
+    widest = 0
+
+    def hook(module, inputs, output):
+        nonlocal widest
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                widest = max(widest, t.numel())
+
+    subs = [m for module in modules if module is not None for m in module.modules()]
+    modes = [m.training for m in subs]
+    handles = [m.register_forward_hook(hook) for m in subs]
+    try:
+        for m in subs:  # eval mode: no dropout draw, no observer update (nothing of the fit changes)
+            m.training = False
+        with torch.no_grad():
+            forward()
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in zip(subs, modes):
+            m.training = mode
+    return widest
+
+
 _LISTENER: contextvars.ContextVar = contextvars.ContextVar("unsup_epoch_listener", default=None)
 
 
@@ -254,10 +286,10 @@ def make_adam(params, learning_rate: float, weight_decay: float) -> torch.optim.
         return torch.optim.Adam(params, lr=learning_rate, weight_decay=weight_decay)
 
 
-def _mean_eval_loss(sample_loss, X_val: torch.Tensor) -> torch.Tensor:
+def _mean_eval_loss(sample_loss, X_val: torch.Tensor, rows: int) -> torch.Tensor:
     total = torch.zeros((), dtype=torch.float64, device=X_val.device)
-    for start in range(0, X_val.shape[0], EVAL_CHUNK):
-        total += sample_loss(X_val[start : start + EVAL_CHUNK]).sum(dtype=torch.float64)
+    for start in range(0, X_val.shape[0], rows):
+        total += sample_loss(X_val[start : start + rows]).sum(dtype=torch.float64)
     return total / X_val.shape[0]
 
 
@@ -296,6 +328,9 @@ class TrainConfig:
         The epoch count progress reports show (``epoch i/total``): ``-1``
         means the epochs run before plus ``max_epochs``; None shows none
         (``partial_fit``).
+    eval_rows : int, default=EVAL_CHUNK
+        Rows per forward pass of the validation loss (the estimators size it
+        to the network: see ``BaseNeuralEstimator._forward_rows``).
     warn_stacklevel : int or None, default=1
         Emit the ``ConvergenceWarning`` of :func:`warn_max_epochs_reached`
         when ``max_epochs`` runs out while the loss still improves, pointing
@@ -312,6 +347,7 @@ class TrainConfig:
     verbose: int = 0
     name: str = "model"
     total_epochs: int | None = -1
+    eval_rows: int = EVAL_CHUNK
     warn_stacklevel: int | None = 1
 
     @classmethod
@@ -497,7 +533,7 @@ def train(
             monitored = epoch_loss
             if use_val:
                 with torch.no_grad():
-                    val_loss = _mean_eval_loss(sample_loss, X_val).item()
+                    val_loss = _mean_eval_loss(sample_loss, X_val, c.eval_rows).item()
                 if not math.isfinite(val_loss):
                     raise _non_finite_error("validation loss", val_loss, epoch, c.name, c.learning_rate)
                 result.validation_scores.append(-val_loss)
