@@ -291,3 +291,15 @@ def test_torch_running_out_of_memory_is_one_line():
     assert first == "True False"
     assert second.startswith("x.csv: out of memory: ") and "4000000000 bytes" in second
     assert "try fewer rows" in second
+
+
+def test_out_of_memory_names_the_files_of_a_dask_array():
+    from types import SimpleNamespace
+
+    from unsup.cli import _main as cli
+
+    exc = MemoryError("Unable to allocate 8.00 GiB")
+    several = cli._memory_message(SimpleNamespace(data=["a.npy", "b.npy", "c.npy"]), exc)
+    assert several.startswith("a.npy and 2 more: out of memory: Unable to allocate 8.00 GiB")
+    assert cli._memory_message(SimpleNamespace(data=["parts/*.npy"]), exc).startswith("parts/*.npy: out of memory")
+    assert cli._memory_message(SimpleNamespace(data="x.csv"), exc).startswith("x.csv: out of memory")

@@ -54,6 +54,8 @@ def _memory_message(settings, exc: BaseException) -> str:
     what was needed and the way out; numpy's say how much it tried to allocate.
     """
     where = getattr(settings, "data", None)
+    if isinstance(where, (list, tuple)) and where:  # the files (or globs) of one dask array
+        where = where[0] if len(where) == 1 else f"{where[0]} and {len(where) - 1} more"
     prefix = f"{where}: " if isinstance(where, str) else ""
     advice = "the data or the model is too large for this machine; try fewer rows, a smaller model or a float32 .npy"
     text = one_line(exc)
