@@ -118,6 +118,42 @@ def test_inference_chunks_fit_the_widest_activation():
     np.testing.assert_allclose(conv.transform(big)[::97], per_row, rtol=1e-5, atol=1e-6)
 
 
+def test_thread_choice_counts_a_convolution_multiply_adds(monkeypatch):
+    # One row's multiply-adds: a convolution's weights meet every output pixel, a transposed one's every
+    # input pixel; a fully connected layer's weights once. Quantized layers (int8 codes) count the same.
+    X = np.random.default_rng(0).random((300, 784), dtype=np.float32)
+    conv = Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), max_epochs=1, random_state=0).fit(X)
+    macs = 2 * (24 * 9 * 14 * 14 + 48 * 24 * 9 * 7 * 7 + 2352 * 16)
+    assert conv._forward_profile() == (24 * 14 * 14, macs)
+    assert conv.quantize(X[:100])._forward_profile() == (24 * 14 * 14, macs)
+    mlp = Autoencoder(2, hidden_layer_sizes=(256, 128), max_epochs=1, random_state=0).fit(X_TRAIN)
+    assert mlp._forward_profile() == (256, 2 * (64 * 256 + 256 * 128 + 128 * 2))
+
+    seen = []
+    initialise = Autoencoder._initialise
+
+    def report(module, inputs, output):  # the training steps (train mode) report their torch thread count
+        if module.training:
+            seen.append(torch.get_num_threads())
+
+    def watched(self, X):
+        rows = initialise(self, X)
+        self.encoder_.register_forward_hook(report)
+        return rows
+
+    monkeypatch.setattr(Autoencoder, "_initialise", watched)
+    available = torch.get_num_threads()
+    # 256 rows x 1.18M multiply-adds: under 2 x 2**28, one thread (weights alone would say 99k a row)
+    Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), batch_size=256, max_epochs=1, random_state=0).fit(X)
+    assert seen[0] == 1
+    # pooling convolves at full resolution: 4.48M a row, 1.15G a batch, up to 4 threads
+    seen.clear()
+    Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), downsampling="pool", upsampling="upsample",
+                batch_size=256, max_epochs=1, random_state=0).fit(X)
+    assert seen[0] == min(available, 4)
+    assert torch.get_num_threads() == available
+
+
 def test_fit_scores_the_training_rows_once():
     ae = Autoencoder(3, **SMALL)
     calls = []

@@ -50,10 +50,10 @@ from unsup.neural._training import (
     DivergenceWarning,
     TrainConfig,
     TrainState,
+    forward_profile,
     split_validation,
     thread_scope,
     train,
-    widest_activation,
 )
 
 __all__ = ["BaseNeuralEstimator"]
@@ -301,30 +301,42 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         x += self.mean_
         return x.astype(dtype, copy=False)
 
-    def _forward_rows(self, n_rows: int) -> int:
-        """Rows per forward pass over ``n_rows`` rows: ``_FORWARD_ELEMENTS`` over the widest activation.
+    def _forward_profile(self) -> tuple[int, int]:
+        """The widest activation (input included) and the multiply-adds of one row through the network.
 
-        A multiple of 16 in [16, ``_CHUNK``]; the widest activation of a row
-        (input included) is measured on one row of zeros through the whole
-        network, whatever the architecture, quantized or not.
+        Measured on one row of zeros (:func:`forward_profile`), whatever the
+        architecture, quantized or not; the latent quantizer is left out (its
+        output is the code; it cannot run before a fit has observed codes).
         """
-        if n_rows <= _ROW_MULTIPLE:
-            return _CHUNK
         row = torch.zeros((1, self.n_features_in_), dtype=torch.float32, device=self._device)
 
-        def forward():  # without the latent quantizer (no code wider than the code; unobserved before a fit)
+        def forward():
             out, skips = self._encode(row)
             self._decode(self._split_code(out), skips)
 
-        widest = max(widest_activation([self.encoder_, self.decoder_], forward), self.n_features_in_)
+        widest, macs = forward_profile([self.encoder_, self.decoder_], forward)
+        return max(widest, self.n_features_in_), macs
+
+    def _forward_rows(self, n_rows: int, widest: int | None = None) -> int:
+        """Rows per forward pass over ``n_rows`` rows: ``_FORWARD_ELEMENTS`` over the widest activation.
+
+        A multiple of 16 in [16, ``_CHUNK``] (``_CHUNK`` for 16 rows or fewer:
+        one padded pass).
+        """
+        if n_rows <= _ROW_MULTIPLE:
+            return _CHUNK
+        if widest is None:
+            widest = self._forward_profile()[0]
         rows = _FORWARD_ELEMENTS // widest // _ROW_MULTIPLE * _ROW_MULTIPLE
         return int(min(_CHUNK, max(_ROW_MULTIPLE, rows)))
 
     def _apply(self, fn, xs: torch.Tensor) -> torch.Tensor:
         """``fn`` over chunks of rows, each padded to a multiple of 16 rows; concatenated on the CPU."""
         outs = []
-        step = self._forward_rows(xs.shape[0])
-        with torch.no_grad(), thread_scope(self._modules(), min(xs.shape[0], step), getattr(self, "n_jobs", None)):
+        widest, per_row = self._forward_profile()
+        step = self._forward_rows(xs.shape[0], widest)
+        rows = min(xs.shape[0], step)
+        with torch.no_grad(), thread_scope(self._modules(), rows, getattr(self, "n_jobs", None), per_row):
             for start in range(0, xs.shape[0], step):
                 block = xs[start : start + step]
                 m = block.shape[0]
@@ -464,13 +476,15 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         """Train on ``xs`` (``warn``: a fit, with its progress total and the max_epochs warning)."""
         # warn_stacklevel 5: _train <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
         # wrapper <- the user's call
+        widest, per_row = self._forward_profile()
         config = TrainConfig.of(
             self,
             max_epochs=max_epochs,
             n_iter_no_change=n_iter_no_change,
             total_epochs=-1 if warn else None,
             warn_stacklevel=5 if warn and self.early_stopping else None,
-            eval_rows=_CHUNK if X_val is None else self._forward_rows(X_val.shape[0]),
+            eval_rows=_CHUNK if X_val is None else self._forward_rows(X_val.shape[0], widest),
+            work_per_row=per_row,
         )
         state = TrainState(self._generator, self._device_generator, self._optimizer_state, self.n_iter_)
         result = train(self._modules(), self._batch_loss, xs, config, state, X_val=X_val, sample_loss=self._sample_loss)
@@ -749,7 +763,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         X = self._validate(X_calibration, reset=False)
         xs = self._standardise(X)
         q = _quantize_module()
-        with thread_scope(self._modules(), min(xs.shape[0], _CHUNK), getattr(self, "n_jobs", None)):
+        per_row = self._forward_profile()[1]
+        with thread_scope(self._modules(), min(xs.shape[0], _CHUNK), getattr(self, "n_jobs", None), per_row):
             encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
             encoder.eval()
             if _decodes_codes(self):

@@ -101,39 +101,52 @@ def warn_max_epochs_reached(name: str, max_epochs: int, *, stacklevel: int) -> N
     )
 
 
-def thread_scope(modules, rows: int, n_jobs=None):
+def thread_scope(modules, rows: int, n_jobs=None, per_row: int | None = None):
     """:func:`~unsup.utils._threads.torch_threads` for passes of ``rows`` rows through ``modules``.
 
-    The work of a pass is ``rows`` times the multiply-adds of one row: the
-    weights of every ``Linear`` layer (and the elements of any other weight
-    matrix), a lower bound for other layers. ``n_jobs`` as the estimators'
-    parameter (``None``: chosen from the work).
+    The work of a pass is ``rows`` times the multiply-adds of one row,
+    ``per_row`` (see :func:`forward_profile`); without it, the elements of
+    every weight matrix of ``modules``, which are the multiply-adds of a fully
+    connected network and a lower bound for a convolutional one. ``n_jobs``
+    as the estimators' parameter (``None``: chosen from the work).
     """
-    per_row = sum(p.numel() for m in modules if m is not None for p in m.parameters() if p.dim() >= 2)
+    if per_row is None:
+        per_row = sum(p.numel() for m in modules if m is not None for p in m.parameters() if p.dim() >= 2)
     return torch_threads(torch_n_threads(n_jobs, rows * per_row))
 
 
-def widest_activation(modules, forward) -> int:
-    """The most elements any submodule of ``modules`` outputs while ``forward()`` runs.
+def forward_profile(modules, forward) -> tuple[int, int]:
+    """The widest activation and the multiply-adds of the forward pass ``forward()`` through ``modules``.
 
-    Called with a one-row forward pass, this is the widest activation of a
-    row: it sizes inference chunks (see ``BaseNeuralEstimator._forward_rows``).
-    ``forward`` runs under ``torch.no_grad()`` with every submodule in eval
-    mode; their modes are restored after.
+    Called with a one-row pass, these are a row's: the widest activation
+    sizes inference chunks, the multiply-adds choose torch's threads
+    (:func:`thread_scope`). A layer's multiply-adds are the elements of its
+    weight tensors (parameters or buffers of two or more dimensions, so
+    quantized layers' int8 codes count) times the positions the weight meets:
+    one for a fully connected layer, the output's pixels for a convolution,
+    the input's for a transposed one. ``forward`` runs under
+    ``torch.no_grad()`` with every submodule in eval mode (no dropout draw, no
+    observer update: nothing of a fit changes); their modes are restored.
     """
-    widest = 0
+    widest = macs = 0
 
     def hook(module, inputs, output):
-        nonlocal widest
-        for t in output if isinstance(output, (tuple, list)) else (output,):
-            if isinstance(t, torch.Tensor):
-                widest = max(widest, t.numel())
+        nonlocal widest, macs
+        outs = [t for t in (output if isinstance(output, (tuple, list)) else (output,)) if isinstance(t, torch.Tensor)]
+        widest = max([widest] + [t.numel() for t in outs])
+        own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
+        weights = sum(t.numel() for t in own if t is not None and t.dim() >= 2)
+        if not weights or not outs:
+            return
+        ref = inputs[0] if "Transpose" in type(module).__name__ and inputs else outs[0]
+        positions = ref[0].numel() // ref.shape[1] if ref.dim() > 2 else 1
+        macs += weights * positions
 
     subs = [m for module in modules if module is not None for m in module.modules()]
     modes = [m.training for m in subs]
     handles = [m.register_forward_hook(hook) for m in subs]
     try:
-        for m in subs:  # eval mode: no dropout draw, no observer update (nothing of the fit changes)
+        for m in subs:
             m.training = False
         with torch.no_grad():
             forward()
@@ -142,7 +155,7 @@ def widest_activation(modules, forward) -> int:
             h.remove()
         for m, mode in zip(subs, modes):
             m.training = mode
-    return widest
+    return widest, macs
 
 
 _LISTENER: contextvars.ContextVar = contextvars.ContextVar("unsup_epoch_listener", default=None)
@@ -331,6 +344,9 @@ class TrainConfig:
     eval_rows : int, default=EVAL_CHUNK
         Rows per forward pass of the validation loss (the estimators size it
         to the network: see ``BaseNeuralEstimator._forward_rows``).
+    work_per_row : int or None, default=None
+        Multiply-adds of one row's forward pass, for the thread choice
+        (:func:`thread_scope`); None counts the weights.
     warn_stacklevel : int or None, default=1
         Emit the ``ConvergenceWarning`` of :func:`warn_max_epochs_reached`
         when ``max_epochs`` runs out while the loss still improves, pointing
@@ -348,6 +364,7 @@ class TrainConfig:
     name: str = "model"
     total_epochs: int | None = -1
     eval_rows: int = EVAL_CHUNK
+    work_per_row: int | None = None
     warn_stacklevel: int | None = 1
 
     @classmethod
@@ -505,7 +522,7 @@ def train(
     total_epochs = state.epochs_done + c.max_epochs if c.total_epochs == -1 else c.total_epochs
     progress = EpochProgress(c.name, total_epochs, c.verbose, first_epoch)
     seed_dropout(modules, state.generator if state.dropout_generator is None else state.dropout_generator)
-    scope = thread_scope(modules, min(c.batch_size, data.max_rows), c.n_jobs)
+    scope = thread_scope(modules, min(c.batch_size, data.max_rows), c.n_jobs, c.work_per_row)
     scope.__enter__()
     try:
         for epoch in range(first_epoch, first_epoch + c.max_epochs):
