@@ -644,13 +644,14 @@ def _final_block(X, w, start, spec, centres):
 
     k = len(centres)
     weights, inertia = np.zeros(k), 0.0
+    cost = None if spec[0] == "center" else _cost_metric(spec)
     for _, Xs, ws in _sub_blocks(X, w, spec):
-        if spec[0] == "center":
+        if cost is None:
             labels = _labels_lloyd(Xs, ws, centres)
             diff = Xs - centres[labels]
             mins = np.einsum("ij,ij->i", diff, diff)
         else:
-            labels, mins = _argmin_min(Xs, centres, _cost_metric(spec))
+            labels, mins = _argmin_min(Xs, centres, cost)
         w64 = ws.astype(np.float64)
         weights += np.bincount(labels, weights=w64, minlength=k)
         inertia += float(mins.astype(np.float64) @ w64)

@@ -74,7 +74,8 @@ def kmeans_plusplus(X, n_clusters, metric: Metric, sample_weight, random_state, 
     A ``lloyd`` metric runs scikit-learn's own ``kmeans_plusplus`` (the same
     random stream, so the same seeds as ``sklearn.cluster.KMeans``; it takes
     ``x_squared_norms``); the others :func:`_greedy_kmeans_plusplus` in
-    ``metric.cost()``. Prior validation of data is assumed.
+    ``metric.cost()``, on the rows as :meth:`Metric.prepare` gives them.
+    Prior validation of data is assumed.
 
     Parameters
     ----------
@@ -100,7 +101,9 @@ def kmeans_plusplus(X, n_clusters, metric: Metric, sample_weight, random_state, 
             random_state=random_state,
         )
     w = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-    return _greedy_kmeans_plusplus(X, n_clusters, metric.cost(), w, random_state)
+    # in the metric's working coordinates (cosine: unit rows once, not per candidate batch)
+    _, indices = _greedy_kmeans_plusplus(metric.prepare(X), n_clusters, metric.prepared_cost(), w, random_state)
+    return _rows(X, indices), indices
 
 
 def _greedy_kmeans_plusplus(X, n_clusters, cost: Metric, sample_weight, random_state, n_local_trials=None):
@@ -650,7 +653,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         """One mini-batch update of the centres from the batch ``X`` (weights ``w``)."""
         metric = self._metric
         k = self.n_clusters
-        labels, _ = self._assign(X)
+        Xp = metric.prepare(upcast_if_overflow(X))  # unit rows for cosine, once for the labels and the sums
+        labels, _ = self._assign(X, prepared=Xp)
         weights = self._stream["weights"]
         batch_weights = np.bincount(labels, weights=w, minlength=k)
         rule = metric.centre_rule
@@ -658,7 +662,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         hit = batch_weights > 0
         if rule in ("mean", "normalized_mean"):
             sums = self._stream["sums"]
-            sums += cluster_sums(metric.prepare(X), labels, w, k)[0]  # unit rows for cosine
+            sums += cluster_sums(Xp, labels, w, k)[0]
             centres[hit] = metric.prepare(sums[hit] / (weights[hit] + batch_weights[hit])[:, None])
         elif rule == "mode":
             self._stream_modes(X, labels, w)
@@ -749,15 +753,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, Ba
         return self
 
     # ------------------------------------------------------------- inference
-    def _assign(self, X, sample_weight=None):
-        """Nearest centre of each row (fitted dtype) and the weighted sum of the costs."""
+    def _assign(self, X, sample_weight=None, *, prepared=None):
+        """Nearest centre of each row (fitted dtype) and the weighted sum of the costs.
+
+        ``prepared``: ``metric.prepare`` of ``X`` (upcast where it could overflow), when the caller has it.
+        """
         metric = self._metric
         X = upcast_if_overflow(X)
         centres = self.cluster_centers_.astype(X.dtype, copy=False)
         w = np.ones(X.shape[0], dtype=X.dtype) if sample_weight is None else sample_weight
         if metric.lloyd:  # scikit-learn's own labelling, for parity
             return labels_inertia(X, w.astype(X.dtype, copy=False), centres, openmp_n_threads())
-        labels, mins = _argmin_min(metric.prepare(X), centres, metric.prepared_cost())
+        labels, mins = _argmin_min(metric.prepare(X) if prepared is None else prepared, centres, metric.prepared_cost())
         return labels, float(mins @ w)
 
     def _check_inference_data(self, X):

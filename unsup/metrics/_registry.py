@@ -101,6 +101,11 @@ class Metric:
     #: fastcluster's ``linkage_vector`` name (see :meth:`fastcluster_args`),
     #: or None where fastcluster has no memory-lean path for it.
     fastcluster_name: str | None = None
+    #: The centre rule has a finite summary of the points seen (sums for the
+    #: means, value counts for the mode), so mini-batch and per-block (dask)
+    #: updates give the exact rule; median and medoid centres are only
+    #: approximated that way.
+    streams_exactly = False
     #: The codes of a quantized embedding can be searched in this metric
     #: (:meth:`scan_queries`, :meth:`scan_block`, :meth:`exact_rows`).
     searches_codes = False
@@ -153,14 +158,6 @@ class Metric:
         return C
 
     # ------------------------------------------------------------ capabilities
-    @property
-    def streams_exactly(self):
-        """Whether the centre rule has a finite summary of the points seen
-        (sums for the means, value counts for the mode), so that mini-batch
-        and per-block (dask) updates give the exact rule; median and medoid
-        centres are only approximated that way."""
-        return self.centre_rule in ("mean", "normalized_mean", "mode")
-
     def scipy_params(self):
         """Keyword arguments of :attr:`pdist_name` in scipy (``p`` for minkowski)."""
         return {}
@@ -202,6 +199,7 @@ class Metric:
 class SqEuclidean(Metric):
     name = "sqeuclidean"
     centre_rule = "mean"
+    streams_exactly = True
     accepts_sparse = True
     lloyd = True
     pdist_name = "sqeuclidean"
@@ -353,6 +351,7 @@ def _matmul_t(A, B):
 class Cosine(Metric):
     name = "cosine"
     centre_rule = "normalized_mean"
+    streams_exactly = True
     accepts_sparse = True
     unit_rows = True
     pdist_name = "cosine"
@@ -430,6 +429,7 @@ class _UnitCosine(Cosine):
 class Hamming(Metric):
     name = "hamming"
     centre_rule = "mode"
+    streams_exactly = True
     pdist_name = "hamming"
     fastcluster_name = "hamming"
 

@@ -32,6 +32,8 @@ from skl2onnx.common.data_types import (
     UInt16TensorType,
 )
 
+from unsup._names import EUCLIDEAN_LINKAGES
+from unsup.metrics._registry import Cosine
 from unsup.onnx._graph import Graph
 
 __all__ = ["ExportError", "register_converters"]
@@ -108,8 +110,7 @@ def _euclidean_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
 
 
 def _cosine_graph(g: Graph, x: str, C: np.ndarray, metric) -> str:
-    Cn = C / np.where(np.linalg.norm(C, axis=1) == 0, 1.0, np.linalg.norm(C, axis=1))[:, None]
-    S = g.op("MatMul", _unit_rows(g, x), g.const(Cn.T.copy()))
+    S = g.op("MatMul", _unit_rows(g, x), g.const(Cosine.normalize(C).T.copy()))
     D = g.op("Sub", g.const(1.0, np.float64), S)
     return g.op("Min", g.op("Max", D, g.const(0.0, np.float64)), g.const(2.0, np.float64))
 
@@ -271,7 +272,7 @@ def _agglomerative_convert(scope, operator, container):
     est, g, x, out = _label_graph(scope, operator, container)
     summary = est._summary
     linkage = est.linkage
-    if linkage in ("ward", "centroid", "median"):
+    if linkage in EUCLIDEAN_LINKAGES:
         sizes = summary["sizes"]
         D = pairwise(g, x, summary["centres"], _sqeuclidean(), est)
         if linkage == "ward":
