@@ -112,6 +112,19 @@ def test_inference_chunks_fit_the_widest_activation():
     mlp = Autoencoder(2, hidden_layer_sizes=(256, 128), max_epochs=1, random_state=0).fit(X_TRAIN)
     assert mlp._forward_rows(10**6) == 4096
     assert conv._forward_rows(16) == mlp._forward_rows(16) == 4096  # one padded pass
+    # measured once, when the network is built: not per call (nor per chunk), and kept through pickling
+    def measured_again(*args):
+        raise AssertionError("the profile was measured again")
+
+    conv._measure_profile = measured_again
+    conv.transform(X), conv.score_samples(X), conv.partial_fit(X)
+    del conv._measure_profile
+    state = conv.__getstate__()
+    assert state["_profile"] == conv._profile
+    del state["_profile"]  # a model pickled before the profile was kept measures it on load
+    old = Autoencoder.__new__(Autoencoder)
+    old.__setstate__(state)
+    assert old._profile == conv._profile
     # chunking changes no result: 1,000 rows in 320-row passes equal each row's own pass
     big = np.random.default_rng(1).random((1000, 784), dtype=np.float32)
     per_row = np.vstack([conv.transform(big[i : i + 1]) for i in range(0, 1000, 97)])
@@ -124,10 +137,14 @@ def test_thread_choice_counts_a_convolution_multiply_adds(monkeypatch):
     X = np.random.default_rng(0).random((300, 784), dtype=np.float32)
     conv = Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), max_epochs=1, random_state=0).fit(X)
     macs = 2 * (24 * 9 * 14 * 14 + 48 * 24 * 9 * 7 * 7 + 2352 * 16)
-    assert conv._forward_profile() == (24 * 14 * 14, macs)
-    assert conv.quantize(X[:100])._forward_profile() == (24 * 14 * 14, macs)
+    assert conv._profile == (24 * 14 * 14, macs)
+    assert conv.quantize(X[:100])._measure_profile(784) == (24 * 14 * 14, macs)
     mlp = Autoencoder(2, hidden_layer_sizes=(256, 128), max_epochs=1, random_state=0).fit(X_TRAIN)
-    assert mlp._forward_profile() == (256, 2 * (64 * 256 + 256 * 128 + 128 * 2))
+    assert mlp._profile == (256, 2 * (64 * 256 + 256 * 128 + 128 * 2))
+    # with skip connections the decoder's blocks take the joined maps: twice the widest block output
+    skips = Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), skip_connections=True, max_epochs=1,
+                        random_state=0).fit(X)
+    assert skips._profile[0] == 2 * 24 * 14 * 14
 
     seen = []
     initialise = Autoencoder._initialise

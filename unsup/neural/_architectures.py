@@ -121,14 +121,20 @@ class ConvArchitecture(Architecture):
         channel_std = np.sqrt((s**2).mean(axis=1, keepdims=True) + ((m - channel_mean) ** 2).mean(axis=1, keepdims=True))
         return np.broadcast_to(channel_mean, m.shape).ravel(), np.broadcast_to(channel_std, s.shape).ravel().copy()
 
-    #: The estimator's parameters that reach :func:`conv_autoencoder` unchanged.
-    passed = ("kernel_size", "downsampling", "upsampling", "activation", "dropout", "skip_connections")
-
     def build(self, est, n_features, settings):
-        passed = {name: getattr(est, name) for name in self.passed}
-        sizes = dict(n_components=est.n_components, encoder_width=est._encoder_width())
         return conv_autoencoder(
-            settings["image_shape"], settings["channels"], generator=est._generator, device=est._device, **sizes, **passed
+            settings["image_shape"],
+            settings["channels"],
+            n_components=est.n_components,
+            encoder_width=est._encoder_width(),
+            kernel_size=est.kernel_size,
+            downsampling=est.downsampling,
+            upsampling=est.upsampling,
+            activation=est.activation,
+            dropout=est.dropout,
+            skip_connections=est.skip_connections,
+            generator=est._generator,
+            device=est._device,
         )
 
     def decodes_codes(self, est):

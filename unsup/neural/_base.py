@@ -301,42 +301,42 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         x += self.mean_
         return x.astype(dtype, copy=False)
 
-    def _forward_profile(self) -> tuple[int, int]:
+    def _measure_profile(self, n_features: int) -> tuple[int, int]:
         """The widest activation (input included) and the multiply-adds of one row through the network.
 
-        Measured on one row of zeros (:func:`forward_profile`), whatever the
-        architecture, quantized or not; the latent quantizer is left out (its
-        output is the code; it cannot run before a fit has observed codes).
+        Measured once, when the modules are built (``_profile``), on one row
+        of zeros (:func:`forward_profile`), whatever the architecture; the
+        shapes, and so the profile, stay the same through training and
+        ``quantize``. The latent quantizer is left out (its output is the
+        code; it cannot run before a fit has observed codes).
         """
-        row = torch.zeros((1, self.n_features_in_), dtype=torch.float32, device=self._device)
+        row = torch.zeros((1, n_features), dtype=torch.float32, device=self._device)
 
         def forward():
             out, skips = self._encode(row)
             self._decode(self._split_code(out), skips)
 
         widest, macs = forward_profile([self.encoder_, self.decoder_], forward)
-        return max(widest, self.n_features_in_), macs
+        return max(widest, n_features), macs
 
-    def _forward_rows(self, n_rows: int, widest: int | None = None) -> int:
-        """Rows per forward pass over ``n_rows`` rows: ``_FORWARD_ELEMENTS`` over the widest activation.
+    def _forward_rows(self, n_rows: int | None = None) -> int:
+        """Rows per forward pass over ``n_rows`` rows (None: many) at inference.
 
-        A multiple of 16 in [16, ``_CHUNK``] (``_CHUNK`` for 16 rows or fewer:
-        one padded pass).
+        On the CPU ``_FORWARD_ELEMENTS`` over the widest activation, a multiple
+        of 16 in [16, ``_CHUNK``]; ``_CHUNK`` for 16 rows or fewer (one padded
+        pass) and on an accelerator (no cache to stay in).
         """
-        if n_rows <= _ROW_MULTIPLE:
+        if (n_rows is not None and n_rows <= _ROW_MULTIPLE) or self._device.type != "cpu":
             return _CHUNK
-        if widest is None:
-            widest = self._forward_profile()[0]
-        rows = _FORWARD_ELEMENTS // widest // _ROW_MULTIPLE * _ROW_MULTIPLE
+        rows = _FORWARD_ELEMENTS // self._profile[0] // _ROW_MULTIPLE * _ROW_MULTIPLE
         return int(min(_CHUNK, max(_ROW_MULTIPLE, rows)))
 
     def _apply(self, fn, xs: torch.Tensor) -> torch.Tensor:
         """``fn`` over chunks of rows, each padded to a multiple of 16 rows; concatenated on the CPU."""
         outs = []
-        widest, per_row = self._forward_profile()
-        step = self._forward_rows(xs.shape[0], widest)
+        step = self._forward_rows(xs.shape[0])
         rows = min(xs.shape[0], step)
-        with torch.no_grad(), thread_scope(self._modules(), rows, getattr(self, "n_jobs", None), per_row):
+        with torch.no_grad(), thread_scope(self._modules(), rows, getattr(self, "n_jobs", None), self._profile[1]):
             for start in range(0, xs.shape[0], step):
                 block = xs[start : start + step]
                 m = block.shape[0]
@@ -446,6 +446,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             if config.get("latent"):
                 latent_quantizer = q.LatentFakeQuantize(config).to(self._device)
         self.encoder_, self.decoder_, self.latent_quantizer_ = encoder, decoder, latent_quantizer
+        self._profile = self._measure_profile(n_features)
         self._optimizer_state = None
         self.quantized_bits_ = None
         self.loss_curve_, self.validation_scores_ = [], []
@@ -476,15 +477,12 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         """Train on ``xs`` (``warn``: a fit, with its progress total and the max_epochs warning)."""
         # warn_stacklevel 5: _train <- fit <- scikit-learn's _fit_context wrapper <- the dask_support
         # wrapper <- the user's call
-        widest, per_row = self._forward_profile()
         config = TrainConfig.of(
             self,
             max_epochs=max_epochs,
             n_iter_no_change=n_iter_no_change,
             total_epochs=-1 if warn else None,
             warn_stacklevel=5 if warn and self.early_stopping else None,
-            eval_rows=_CHUNK if X_val is None else self._forward_rows(X_val.shape[0], widest),
-            work_per_row=per_row,
         )
         state = TrainState(self._generator, self._device_generator, self._optimizer_state, self.n_iter_)
         result = train(self._modules(), self._batch_loss, xs, config, state, X_val=X_val, sample_loss=self._sample_loss)
@@ -505,9 +503,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         the squared standardised values).
         """
         errors = self._errors(xs) if check_divergence else None
-        # the score is the reconstruction error unless a subclass scores otherwise (the VAE's loss)
-        same = errors is not None and type(self)._scores_std is BaseNeuralEstimator._scores_std
-        scores = -(errors if same else self._scores_std(xs)).numpy()
+        scores = -(errors if errors is not None and self._scores_are_errors else self._scores_std(xs)).numpy()
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         self.model_size_bytes_ = self._model_size()
         if check_divergence:
@@ -528,6 +524,9 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
     def _model_size(self) -> int:
         size = _quantize_module().model_size_bytes
         return int(sum(size(m) for m in (self.encoder_, self.decoder_) if m is not None))
+
+    #: ``_scores_std`` is ``_errors`` (the VAE scores by its loss instead).
+    _scores_are_errors = True
 
     def _scores_std(self, xs: torch.Tensor) -> torch.Tensor:
         """The anomaly score of each standardised row, higher = more anomalous (float64)."""
@@ -763,8 +762,7 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
         X = self._validate(X_calibration, reset=False)
         xs = self._standardise(X)
         q = _quantize_module()
-        per_row = self._forward_profile()[1]
-        with thread_scope(self._modules(), min(xs.shape[0], _CHUNK), getattr(self, "n_jobs", None), per_row):
+        with thread_scope(self._modules(), min(xs.shape[0], _CHUNK), getattr(self, "n_jobs", None), self._profile[1]):
             encoder = q.quantize_model(self.encoder_, xs, n_bits=int(n_bits))
             encoder.eval()
             if _decodes_codes(self):
@@ -821,6 +819,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
             module = getattr(self, key, None)
             if module is not None:
                 setattr(self, key, module.to(device))
+        if "_profile" not in state and getattr(self, "encoder_", None) is not None:  # pickled before it was kept
+            self._profile = self._measure_profile(self.n_features_in_)
         if gen_states is not None:
             cpu_state, dev_state = gen_states
             gen = torch.Generator(device="cpu")

@@ -133,7 +133,8 @@ def forward_profile(modules, forward) -> tuple[int, int]:
     def hook(module, inputs, output):
         nonlocal widest, macs
         outs = [t for t in (output if isinstance(output, (tuple, list)) else (output,)) if isinstance(t, torch.Tensor)]
-        widest = max([widest] + [t.numel() for t in outs])
+        # inputs too: a tensor built between modules (a skip connection's concatenation) is one's input
+        widest = max([widest] + [t.numel() for t in (*outs, *inputs) if isinstance(t, torch.Tensor)])
         own = [*module.parameters(recurse=False), *module.buffers(recurse=False)]
         weights = sum(t.numel() for t in own if t is not None and t.dim() >= 2)
         if not weights or not outs:
@@ -342,11 +343,12 @@ class TrainConfig:
         means the epochs run before plus ``max_epochs``; None shows none
         (``partial_fit``).
     eval_rows : int, default=EVAL_CHUNK
-        Rows per forward pass of the validation loss (the estimators size it
-        to the network: see ``BaseNeuralEstimator._forward_rows``).
+        Rows per forward pass of the validation loss. :meth:`of` sizes it to
+        the estimator's network (``BaseNeuralEstimator._forward_rows``).
     work_per_row : int or None, default=None
         Multiply-adds of one row's forward pass, for the thread choice
-        (:func:`thread_scope`); None counts the weights.
+        (:func:`thread_scope`); None counts the weights. :meth:`of` takes the
+        estimator's measured profile.
     warn_stacklevel : int or None, default=1
         Emit the ``ConvergenceWarning`` of :func:`warn_max_epochs_reached`
         when ``max_epochs`` runs out while the loss still improves, pointing
@@ -380,6 +382,8 @@ class TrainConfig:
             verbose=estimator.verbose,
             name=type(estimator).__name__,
         )
+        if getattr(estimator, "_profile", None) is not None:  # measured when its modules were built
+            fields.update(eval_rows=estimator._forward_rows(), work_per_row=estimator._profile[1])
         fields.update(changes)
         return cls(**fields)
 

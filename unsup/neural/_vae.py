@@ -213,6 +213,8 @@ n_features_in_, feature_names_in_
         mu, logvar, skips = self._posterior_and_skips(xs)
         return self._loss(xs, self._decode(self._latent(mu), skips), mu, logvar)
 
+    _scores_are_errors = False
+
     def _scores_std(self, xs):
         def fn(block):
             mu, logvar, skips = self._posterior_and_skips(block)
