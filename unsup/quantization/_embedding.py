@@ -493,7 +493,9 @@ class QuantizedEmbedding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Base
         n_neighbors : int, default=5
             Neighbours per query.
         metric : {"euclidean", "cosine"}, default="euclidean"
-            Distance of the scan and of the returned distances.
+            Distance of the scan and of the returned distances (an alias such
+            as ``"l2"``, or the metric object of :func:`unsup.metrics.get_metric`,
+            is accepted too).
         rescore : bool, default=True
             Rerank a longer candidate list by float distances.
         return_distance : bool, default=True
