@@ -73,8 +73,19 @@ def test_a_row_returning_itself_or_an_index_twice():
 def test_blocks_give_the_same_figure(monkeypatch):
     found = noisy_search(X, Q, 5, 2, seed=1, exclude_self=True)
     whole = recall_at_k(X, found)
-    monkeypatch.setattr(_ranking, "_BLOCK", 7)
+    monkeypatch.setattr(_ranking, "_BLOCK_BYTES", 7 * 8 * len(X))  # 7 queries a block
     assert recall_at_k(X, found) == whole
+
+
+def test_several_searches_share_the_exact_distances(monkeypatch):
+    a = noisy_search(X, Q, 5, 2, seed=1, exclude_self=True)
+    b = noisy_search(X, Q, 3, 1, seed=2, exclude_self=True)
+    separate = [recall_at_k(X, a), recall_at_k(X, b)]
+    calls = []
+    real = _ranking.pairwise_distances
+    monkeypatch.setattr(_ranking, "pairwise_distances", lambda *args, **kw: calls.append(1) or real(*args, **kw))
+    assert _ranking.recalls_at_k(X, [a, b]) == separate
+    assert len(calls) == 1  # one block, computed once for both searches
 
 
 @pytest.mark.parametrize(

@@ -16,17 +16,15 @@ __all__ = ["run", "search_recall"]
 def search_recall(model, X, queries, k=10):
     """Recall@k of ``model.kneighbors`` for the rows ``queries`` of the fitted set ``X``, codes alone and rescored.
 
-    :func:`unsup.metrics.recall_at_k` against exact euclidean search; each
+    :func:`unsup.metrics.recall_at_k` against exact euclidean search (computed once for both); each
     query finds itself in both searches. Returns ``(recall of the codes alone,
     recall after reranking with float distances)``.
     """
-    from unsup.metrics import recall_at_k
+    from unsup.metrics._ranking import recalls_at_k
 
     k = min(k, X.shape[0])
-    return tuple(
-        recall_at_k(X, model.kneighbors(X[queries], n_neighbors=k, rescore=rescore)[1], queries=X[queries])
-        for rescore in (False, True)
-    )
+    found = [model.kneighbors(X[queries], n_neighbors=k, rescore=rescore)[1] for rescore in (False, True)]
+    return tuple(recalls_at_k(X, found, queries=X[queries]))
 
 
 def _unpack_codes(codes, n_bits, scheme, n_features):

@@ -8,8 +8,9 @@ Design constraints:
   count; any of them is a correct answer), so the figure does not depend on
   how an exact search happens to order equal distances.
 - The exact distances are :func:`unsup.metrics.pairwise_distances` in float64,
-  block by block over the queries (memory of one block, not ``n_queries x
-  n_samples``).
+  block by block over the queries (a block of at most ``_BLOCK_BYTES``, not
+  ``n_queries x n_samples``), computed once however many searches of the
+  same queries are scored (:func:`recalls_at_k`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import numpy as np
 
 from unsup.metrics._pairwise import pairwise_distances
 
-__all__ = ["recall_at_k"]
+__all__ = ["recall_at_k", "recalls_at_k"]
 
 #: Relative and absolute slack on the k-th distance: round-off, not a looser search.
 _RTOL, _ATOL = 1e-9, 1e-12
-#: Queries per block of exact distances.
-_BLOCK = 1024
+#: Bytes of one block of exact distances (float64, queries x n_samples).
+_BLOCK_BYTES = 1 << 26
 
 
 def recall_at_k(X, indices, *, queries=None, metric="euclidean", **params):
@@ -69,35 +70,65 @@ def recall_at_k(X, indices, *, queries=None, metric="euclidean", **params):
     >>> recall_at_k(X, [[0, 2]], queries=[[2.0]])  # 1.0 and 3.0 are the 2 nearest to 2.0; 0.0 is not
     0.5
     """
+    return recalls_at_k(X, [indices], queries=queries, metric=metric, **params)[0]
+
+
+def recalls_at_k(X, searches, *, queries=None, metric="euclidean", **params):
+    """:func:`recall_at_k` of several searches of the same queries, the exact distances computed once.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    searches : sequence of array-like of int, each of shape (n_queries, k)
+        The neighbours each search returned (``k`` may differ between them).
+    queries, metric, **params
+        As :func:`recall_at_k`.
+
+    Returns
+    -------
+    recalls : list of float
+        One per search, in order.
+    """
     X = np.asarray(X, dtype=np.float64)
-    indices = np.asarray(indices)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-d (n_samples, n_features), got shape {X.shape}.")
-    if indices.ndim != 2 or indices.shape[1] == 0 or indices.dtype.kind not in "iu":
-        raise ValueError(f"indices must be a 2-d array of integers with k >= 1 columns, got {indices.dtype} {indices.shape}.")
-    if indices.size and (indices.min() < 0 or indices.max() >= X.shape[0]):
-        raise ValueError(f"indices must be in [0, {X.shape[0] - 1}] (rows of X).")
     exclude_self = queries is None
     Q = X if exclude_self else np.asarray(queries, dtype=np.float64)
     if Q.ndim != 2 or Q.shape[1] != X.shape[1]:
         raise ValueError(f"queries must be 2-d with {X.shape[1]} features, got shape {Q.shape}.")
-    if len(indices) != len(Q):
-        raise ValueError(f"indices has {len(indices)} rows for {len(Q)} queries.")
-    k = indices.shape[1]
-    if k > X.shape[0] - exclude_self:
-        raise ValueError(f"k={k} is larger than the {X.shape[0] - exclude_self} points each query can find.")
     if len(Q) == 0:
         raise ValueError("recall_at_k needs at least one query.")
-    order = np.sort(indices, axis=1)
-    first = np.ones(order.shape, dtype=bool)
-    first[:, 1:] = order[:, 1:] != order[:, :-1]  # an index returned twice counts once
-    hits = 0
-    for r0 in range(0, len(Q), _BLOCK):
-        r1 = min(r0 + _BLOCK, len(Q))
+    orders, firsts = [], []
+    for indices in searches:
+        indices = np.asarray(indices)
+        if indices.ndim != 2 or indices.shape[1] == 0 or indices.dtype.kind not in "iu":
+            raise ValueError(
+                f"indices must be a 2-d array of integers with k >= 1 columns, got {indices.dtype} {indices.shape}."
+            )
+        if indices.size and (indices.min() < 0 or indices.max() >= X.shape[0]):
+            raise ValueError(f"indices must be in [0, {X.shape[0] - 1}] (rows of X).")
+        if len(indices) != len(Q):
+            raise ValueError(f"indices has {len(indices)} rows for {len(Q)} queries.")
+        if indices.shape[1] > X.shape[0] - exclude_self:
+            raise ValueError(
+                f"k={indices.shape[1]} is larger than the {X.shape[0] - exclude_self} points each query can find."
+            )
+        order = np.sort(indices, axis=1)
+        first = np.ones(order.shape, dtype=bool)
+        first[:, 1:] = order[:, 1:] != order[:, :-1]  # an index returned twice counts once
+        orders.append(order)
+        firsts.append(first)
+    hits = [0] * len(orders)
+    ks = sorted({order.shape[1] - 1 for order in orders})
+    block = max(1, _BLOCK_BYTES // (8 * X.shape[0]))
+    for r0 in range(0, len(Q), block):
+        r1 = min(r0 + block, len(Q))
         D = np.asarray(pairwise_distances(Q[r0:r1], X, metric=metric, **params), dtype=np.float64)
         if exclude_self:
             D[np.arange(r1 - r0), np.arange(r0, r1)] = np.inf
-        kth = np.partition(D, k - 1, axis=1)[:, k - 1 : k]
-        got = np.take_along_axis(D, order[r0:r1], axis=1)
-        hits += int(np.count_nonzero((got <= kth * (1 + _RTOL) + _ATOL) & first[r0:r1]))
-    return hits / (len(Q) * k)
+        got = [np.take_along_axis(D, order[r0:r1], axis=1) for order in orders]
+        D.partition(ks, axis=1)  # in place: every search's k-th distance in one pass
+        for i, (order, first) in enumerate(zip(orders, firsts)):
+            kth = D[:, order.shape[1] - 1 : order.shape[1]]
+            hits[i] += int(np.count_nonzero((got[i] <= kth * (1 + _RTOL) + _ATOL) & first[r0:r1]))
+    return [h / (len(Q) * order.shape[1]) for h, order in zip(hits, orders)]
