@@ -604,3 +604,12 @@ def test_demo_plots_skipped_without_matplotlib(tmp_path, monkeypatch):
     assert paths == []
     assert note == "Plots: skipped, matplotlib is not installed (pip install matplotlib)"
     assert not (tmp_path / "out").exists()
+
+
+def test_python_dash_m_unsup_cli_runs_the_command_line(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "unsup.cli", "--version"], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("unsup ")

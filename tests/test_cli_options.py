@@ -293,13 +293,17 @@ def test_torch_running_out_of_memory_is_one_line():
     assert "try fewer rows" in second
 
 
-def test_out_of_memory_names_the_files_of_a_dask_array():
+def test_out_of_memory_names_the_files_of_a_dask_array(tmp_path):
     from types import SimpleNamespace
 
     from unsup.cli import _main as cli
 
+    for name in ("a.npy", "b.npy", "c.npy"):
+        np.save(tmp_path / name, np.zeros((2, 2)))
     exc = MemoryError("Unable to allocate 8.00 GiB")
-    several = cli._memory_message(SimpleNamespace(data=["a.npy", "b.npy", "c.npy"]), exc)
-    assert several.startswith("a.npy and 2 more: out of memory: Unable to allocate 8.00 GiB")
-    assert cli._memory_message(SimpleNamespace(data=["parts/*.npy"]), exc).startswith("parts/*.npy: out of memory")
+    paths = [str(tmp_path / name) for name in ("a.npy", "b.npy", "c.npy")]
+    # as the dask path's other messages name them
+    assert cli._memory_message(SimpleNamespace(data=paths), exc).startswith("3 files: out of memory: Unable to allocate")
+    one = cli._memory_message(SimpleNamespace(data=[str(tmp_path / "a*.npy")]), exc)
+    assert one.startswith(f"{tmp_path / 'a.npy'}: out of memory")
     assert cli._memory_message(SimpleNamespace(data="x.csv"), exc).startswith("x.csv: out of memory")

@@ -559,6 +559,48 @@ def test_cli_reads_several_files_on_a_scheduler(cluster, tmp_path, capsys):
     assert "different numbers of columns" in capsys.readouterr().err
 
 
+def test_cli_detect_on_several_files(cluster, tmp_path, capsys):
+    """The Dask path trains the model asked for, streaming the blocks, and refuses what it cannot do."""
+    from unsup.cli import main
+
+    lc, _ = cluster
+    files = []
+    for i in range(3):
+        files.append(str(tmp_path / f"part{i}.npy"))
+        np.save(files[-1], X[i * 300 : (i + 1) * 300])
+    out = tmp_path / "scores.npz"
+    argv = ["detect", *files, "--model", "autoencoder", "--max-epochs", "2", "--scheduler", lc.scheduler_address]
+    assert main([*argv, "-o", str(out)]) == 0
+    assert "Autoencoder: 90 of 900 rows flagged" in capsys.readouterr().out
+    saved = np.load(out)
+    assert saved["score"].shape == (900,) and saved["outlier"].sum() == 90
+    # the default ensemble cannot stream: said, not replaced by another model
+    assert main(["detect", *files, "--scheduler", lc.scheduler_address, "-q"]) == 2
+    assert "--model ensemble needs all the rows in one process" in capsys.readouterr().err
+    assert main([*argv, "-q", "--save-model", str(tmp_path / "m.joblib")]) == 2
+    assert "--save-model is not available with several files" in capsys.readouterr().err
+    assert not (tmp_path / "m.joblib").exists()
+
+
+def test_cli_files_of_a_dask_array_get_the_single_file_checks(tmp_path):
+    from unsup.cli import InputError
+    from unsup.cli._dask import load_dask
+
+    good = str(tmp_path / "good.npy")
+    np.save(good, X[:10])
+    np.savez(tmp_path / "archive.npz", X[:10])
+    (tmp_path / "archive.npz").rename(tmp_path / "archive.npy")
+    np.save(tmp_path / "empty.npy", np.zeros((0, X.shape[1])))
+    np.save(tmp_path / "complex.npy", X[:10] + 1j)
+    for name, message in [
+        ("archive.npy", "is an .npz archive, expected a single .npy array"),
+        ("empty.npy", "no data rows"),
+        ("complex.npy", "complex values, expected real numbers"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            load_dask([good, str(tmp_path / name)])
+
+
 def test_cli_scale_on_a_scheduler(cluster, tmp_path, capsys):
     """--scale over several files: StandardScaler's arithmetic block by block, then the same KMeans."""
     from sklearn.preprocessing import StandardScaler

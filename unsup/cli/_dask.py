@@ -25,10 +25,10 @@ import warnings
 import numpy as np
 
 from unsup.cli import _progress
-from unsup.cli._io import check_output, check_readable, write_output
-from unsup.cli._report import InputError, one_line, user_input
+from unsup.cli._io import check_output, check_readable, npy_header, write_output
+from unsup.cli._report import InputError, user_input
 
-__all__ = ["expand_paths", "load_dask", "run"]
+__all__ = ["data_label", "expand_paths", "load_dask", "run"]
 
 
 def expand_paths(patterns):
@@ -45,22 +45,17 @@ def expand_paths(patterns):
     return paths
 
 
+def data_label(paths) -> str:
+    """What messages name the data by: the one file, or ``"N files"``."""
+    return f"{len(paths)} files" if len(paths) > 1 else paths[0]
+
+
 def _check_file(path):
-    """Shape and dtype of one ``.npy`` file, read from its header only (one-line errors)."""
+    """Shape of one ``.npy`` file of several, from its header (the checks of a single file: one-line errors)."""
     if os.path.splitext(path)[1].lower() != ".npy":
         raise InputError(f"{path}: several files must all be .npy arrays (a block per file)")
     check_readable(path)
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise InputError(f"{path}: not a valid .npy file ({one_line(exc)})") from None
-    except (OSError, EOFError) as exc:
-        raise InputError(f"{path}: not a valid .npy file ({exc})") from None
-    if arr.dtype.kind not in "biuf":
-        raise InputError(f"{path}: non-numeric values (dtype {arr.dtype}), expected numbers")
-    if arr.ndim != 2:
-        raise InputError(f"{path}: expected a 2-d array (n_samples, n_features), got shape {arr.shape}")
-    return arr.shape
+    return npy_header(path)[0]
 
 
 def _read(path):
@@ -97,9 +92,14 @@ def run(s, rep) -> None:
     import dask
 
     check_output(s.output)
+    if getattr(s, "save_model", None):
+        raise InputError(
+            "--save-model is not available with several files (a model fitted on Dask is not saved); "
+            "fit on one file to save the model, then apply it to each file with 'unsup apply'"
+        )
     paths = expand_paths(s.data)
     X = load_dask(paths)
-    s = s.replace(data=f"{len(paths)} files" if len(paths) > 1 else paths[0])  # what the messages name
+    s = s.replace(data=data_label(paths))  # what the messages name
     client, cluster = _client(s.scheduler)
     try:
         with dask.config.set(scheduler=client):
@@ -136,7 +136,7 @@ def _cluster(s, rep, X):
             s,
             labels,
             model,
-            probabilities=model.predict_proba(X).compute() if s.algorithm == "gmm" else None,
+            probabilities=(lambda: model.predict_proba(X).compute()) if s.algorithm == "gmm" else None,
             scaling=(np.asarray(mean), np.asarray(std)) if s.scale else None,
         )
     if s.output == "-":
@@ -153,6 +153,11 @@ def _cluster(s, rep, X):
 def _detect(s, rep, X):
     from unsup.cli import detect
 
+    if s.model == "ensemble":
+        raise InputError(
+            "--model ensemble needs all the rows in one process; with several files, use --model autoencoder "
+            "or --model vae (trained streaming the blocks), or detect on one file"
+        )
     if X.shape[0] < 10:
         raise InputError(f"detect needs at least 10 samples, got {X.shape[0]}")
     model, _ = detect.detector(s, X.shape[1], max_epochs=s.max_epochs)

@@ -25,7 +25,7 @@ import numpy as np
 
 from unsup.cli._report import InputError, one_line
 
-__all__ = ["check_output", "check_readable", "check_writable", "load_data", "write_output"]
+__all__ = ["check_output", "check_readable", "check_writable", "load_data", "npy_header", "write_output", "writes_npz"]
 
 DATA_EXTENSIONS = (".csv", ".npy")
 OUTPUT_EXTENSIONS = (".csv", ".npy", ".npz")
@@ -78,30 +78,15 @@ def load_data(path: str) -> tuple[np.ndarray, list[str] | None]:
 
 
 def _load_npy(path: str) -> np.ndarray:
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic[:4] == b"PK\x03\x04":
-        raise InputError(f"{path}: is an .npz archive, expected a single .npy array")
-    if magic != b"\x93NUMPY":
-        raise InputError(f"{path}: not a valid .npy file (no .npy header)")
-    _check_npy_size(path)
+    npy_header(path)
     try:
         X = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise InputError(f"{path}: holds Python objects, not numbers") from None
         raise InputError(f"{path}: not a valid .npy file ({one_line(exc)})") from None
     except (OSError, EOFError) as exc:
         raise InputError(
             f"{path}: not a valid .npy file ({one_line(exc) or type(exc).__name__})"
         ) from None
-    if X.dtype.kind == "c":
-        raise InputError(f"{path}: complex values, expected real numbers")
-    if X.dtype.kind not in "biuf":
-        raise InputError(f"{path}: non-numeric values (dtype {X.dtype}), expected numbers")
-    if X.ndim != 2:
-        raise InputError(f"{path}: expected a 2-d array (n_samples, n_features), got shape {X.shape}")
-    _check_shape(path, X.shape)
     X = X.astype(np.float64, copy=False)
     bad = ~np.isfinite(X)
     if bad.any():
@@ -110,13 +95,20 @@ def _load_npy(path: str) -> np.ndarray:
     return X
 
 
-def _check_npy_size(path: str) -> None:
-    """Compare the shape and dtype in a .npy header with the bytes that follow it.
+def npy_header(path: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a ``.npy`` file, from its header: every check that needs no data (one-line errors).
 
-    ``np.load`` allocates what the header claims before reading: a 1 KB file
-    claiming (1e9, 16) would ask for 119 GiB. An object array (no fixed size)
-    is left to ``np.load``, which refuses it.
+    An ``.npz`` archive or another file, a header that claims more bytes than
+    the file holds (``np.load`` would allocate what it claims first: a 1 KB
+    file claiming (1e9, 16) would ask for 119 GiB), Python objects, complex
+    or other non-numeric values, not 2-d, no rows or no columns.
     """
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic[:4] == b"PK\x03\x04":
+        raise InputError(f"{path}: is an .npz archive, expected a single .npy array")
+    if magic != b"\x93NUMPY":
+        raise InputError(f"{path}: not a valid .npy file (no .npy header)")
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -128,7 +120,7 @@ def _check_npy_size(path: str) -> None:
     except (ValueError, OSError, EOFError) as exc:
         raise InputError(f"{path}: not a valid .npy file ({one_line(exc) or type(exc).__name__})") from None
     if dtype.hasobject:
-        return
+        raise InputError(f"{path}: holds Python objects, not numbers")
     claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
     held = os.path.getsize(path) - offset
     if claimed > held:
@@ -136,6 +128,14 @@ def _check_npy_size(path: str) -> None:
             f"{path}: truncated or corrupt .npy file: its header claims shape {tuple(shape)} of {dtype} "
             f"({claimed:,} bytes) but the file holds {held:,} bytes of data"
         )
+    if dtype.kind == "c":
+        raise InputError(f"{path}: complex values, expected real numbers")
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: non-numeric values (dtype {dtype}), expected numbers")
+    if len(shape) != 2:
+        raise InputError(f"{path}: expected a 2-d array (n_samples, n_features), got shape {tuple(shape)}")
+    _check_shape(path, shape)
+    return tuple(shape), dtype
 
 
 def _kind_of(value: float) -> str:
@@ -253,6 +253,11 @@ def check_writable(path: str, expected: str) -> None:
         raise InputError(f"{path}: cannot write: folder {os.path.dirname(path)!r} does not exist")
     if not os.access(folder, os.W_OK):
         raise InputError(f"{path}: cannot write: permission denied")
+
+
+def writes_npz(path: str | None) -> bool:
+    """Whether results go to an ``.npz`` file (the format with the extras: centres, probabilities, scales)."""
+    return path is not None and path != "-" and os.path.splitext(path)[1].lower() == ".npz"
 
 
 def write_output(

@@ -54,8 +54,13 @@ def _memory_message(settings, exc: BaseException) -> str:
     what was needed and the way out; numpy's say how much it tried to allocate.
     """
     where = getattr(settings, "data", None)
-    if isinstance(where, (list, tuple)) and where:  # the files (or globs) of one dask array
-        where = where[0] if len(where) == 1 else f"{where[0]} and {len(where) - 1} more"
+    if isinstance(where, (list, tuple)) and where:  # the files (or globs) of one dask array, named as run() names them
+        from unsup.cli._dask import data_label, expand_paths
+
+        try:
+            where = data_label(expand_paths(where))
+        except InputError:  # a pattern matched nothing (since): name them as given
+            where = " ".join(where)
     prefix = f"{where}: " if isinstance(where, str) else ""
     advice = "the data or the model is too large for this machine; try fewer rows, a smaller model or a float32 .npy"
     text = one_line(exc)

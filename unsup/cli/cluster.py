@@ -11,7 +11,7 @@ import numpy as np
 
 from unsup._names import EUCLIDEAN_LINKAGES
 from unsup.cli import _models, _progress
-from unsup.cli._io import check_output, load_data, write_output
+from unsup.cli._io import check_output, load_data, write_output, writes_npz
 from unsup.cli._report import InputError, shape, user_input
 
 __all__ = ["clusterer", "describe", "dominance_hint", "run"]
@@ -89,13 +89,17 @@ def check_n_clusters(s, n_samples, where):
 
 
 def write_labels(s, labels, model, *, probabilities=None, scaling=None) -> None:
-    """Write the labels to ``s.output``; an .npz also gets the centres, the probabilities, the scaling."""
+    """Write the labels to ``s.output``; an .npz also gets the centres, the probabilities, the scaling.
+
+    ``probabilities``: a function giving them, called only for an .npz (over
+    Dask, a pass over every file).
+    """
     npz = {"labels": labels}
     centres = getattr(model, "cluster_centers_", getattr(model, "means_", None))
     if centres is not None:
         npz["cluster_centers"] = np.asarray(centres)
-    if probabilities is not None:
-        npz["probabilities"] = probabilities
+    if probabilities is not None and writes_npz(s.output):
+        npz["probabilities"] = probabilities()
     if scaling is not None:
         npz["scale_mean"], npz["scale_std"] = scaling
     write_output(s.output, csv_columns={"label": labels}, npy=labels, npz=npz)
@@ -172,7 +176,7 @@ def run(s, rep) -> None:
             s,
             labels,
             model,
-            probabilities=model.predict_proba(X) if s.algorithm == "gmm" else None,
+            probabilities=(lambda: model.predict_proba(X)) if s.algorithm == "gmm" else None,
             scaling=None if scaler is None else (scaler.mean_, scaler.scale_),
         )
     if s.output == "-":

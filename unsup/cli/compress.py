@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
 from unsup.cli import _models
-from unsup.cli._io import check_output, load_data, write_output
+from unsup.cli._io import check_output, load_data, write_output, writes_npz
 from unsup.cli._report import count, shape, user_input
 
 __all__ = ["run", "search_recall"]
@@ -51,7 +50,7 @@ def run(s, rep) -> None:
         codes = model.transform(X)
     _models.save_model(s, model, rep)
     if s.output is not None:
-        if s.output != "-" and os.path.splitext(s.output)[1].lower() == ".npz":
+        if writes_npz(s.output):
             # Everything needed to decode: x = scale * (code - zero_point), or the 1-bit levels.
             extra = {"n_bits": np.int64(s.n_bits), "scheme": np.str_(s.scheme), "n_features": np.int64(d)}
             if model.quantizer_ is not None:

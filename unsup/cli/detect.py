@@ -32,7 +32,7 @@ def detector(s, n_features, **params):
     from unsup.neural import Autoencoder, VariationalAutoencoder
 
     n_components = s.n_components or max(1, min(8, n_features // 2))
-    Model = Autoencoder if s.model == "autoencoder" else VariationalAutoencoder
+    Model = {"autoencoder": Autoencoder, "vae": VariationalAutoencoder}[s.model]
     model = Model(
         n_components=n_components,
         hidden_layer_sizes=(64, 32),
