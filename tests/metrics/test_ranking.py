@@ -70,22 +70,26 @@ def test_a_row_returning_itself_or_an_index_twice():
     assert recall_at_k(X1, [[0], [1]], queries=X1[:2]) == 1.0  # given queries: a row finds itself
 
 
-def test_blocks_give_the_same_figure(monkeypatch):
+@pytest.mark.parametrize("metric", ["euclidean", "cityblock"])  # scikit-learn's search / the brute-force blocks
+def test_blocks_give_the_same_figure(monkeypatch, metric):
     found = noisy_search(X, Q, 5, 2, seed=1, exclude_self=True)
-    whole = recall_at_k(X, found)
-    monkeypatch.setattr(_ranking, "_BLOCK_BYTES", 7 * 8 * len(X))  # 7 queries a block
-    assert recall_at_k(X, found) == whole
+    whole = recall_at_k(X, found, metric=metric)
+    assert whole == pytest.approx(oracle(X, found, metric=metric), abs=1e-12)
+    monkeypatch.setattr(_ranking, "_BLOCK_BYTES", 7 * 8 * len(X))  # 7 (brute) or 35 (euclidean) queries a block
+    assert recall_at_k(X, found, metric=metric) == whole
 
 
-def test_several_searches_share_the_exact_distances(monkeypatch):
+@pytest.mark.parametrize("metric", ["euclidean", "cityblock"])
+def test_several_searches_share_the_exact_distances(monkeypatch, metric):
     a = noisy_search(X, Q, 5, 2, seed=1, exclude_self=True)
     b = noisy_search(X, Q, 3, 1, seed=2, exclude_self=True)
-    separate = [recall_at_k(X, a), recall_at_k(X, b)]
+    separate = [recall_at_k(X, a, metric=metric), recall_at_k(X, b, metric=metric)]
     calls = []
-    real = _ranking.pairwise_distances
-    monkeypatch.setattr(_ranking, "pairwise_distances", lambda *args, **kw: calls.append(1) or real(*args, **kw))
-    assert _ranking.recalls_at_k(X, [a, b]) == separate
-    assert len(calls) == 1  # one block, computed once for both searches
+    real_d, real_nn = _ranking.pairwise_distances, NearestNeighbors.kneighbors
+    monkeypatch.setattr(_ranking, "pairwise_distances", lambda *args, **kw: calls.append(1) or real_d(*args, **kw))
+    monkeypatch.setattr(NearestNeighbors, "kneighbors", lambda *args, **kw: calls.append(1) or real_nn(*args, **kw))
+    assert _ranking.recalls_at_k(X, [a, b], metric=metric) == separate
+    assert len(calls) == 1  # one exact search (one block), for both searches
 
 
 @pytest.mark.parametrize(

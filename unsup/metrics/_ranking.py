@@ -7,8 +7,11 @@ Design constraints:
   exact ``k``-th distance of its query (ties at the ``k``-th distance all
   count; any of them is a correct answer), so the figure does not depend on
   how an exact search happens to order equal distances.
-- The exact distances are :func:`unsup.metrics.pairwise_distances` in float64,
-  block by block over the queries (a block of at most ``_BLOCK_BYTES``, not
+- The exact k-th distances: for euclidean and cosine, scikit-learn's
+  ``NearestNeighbors`` (a tree where it can), and the returned rows' own
+  distances by the metric's ``exact_rows``; for the other metrics
+  :func:`unsup.metrics.pairwise_distances` in float64, block by block over
+  the queries (a block of at most ``_BLOCK_BYTES``, not
   ``n_queries x n_samples``), computed once however many searches of the
   same queries are scored (:func:`recalls_at_k`).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from unsup.metrics._pairwise import pairwise_distances
+from unsup.metrics._registry import get_metric
 
 __all__ = ["recall_at_k", "recalls_at_k"]
 
@@ -120,6 +124,22 @@ def recalls_at_k(X, searches, *, queries=None, metric="euclidean", **params):
         firsts.append(first)
     hits = [0] * len(orders)
     ks = sorted({order.shape[1] - 1 for order in orders})
+    named = get_metric(metric, **params) if isinstance(metric, str) else None
+    if named is not None and named.searches_codes:  # euclidean, cosine: scikit-learn's exact search, then the k rows
+        from sklearn.neighbors import NearestNeighbors
+
+        nn = NearestNeighbors(n_neighbors=ks[-1] + 1, metric=named.name).fit(X)
+        kth_all = nn.kneighbors(None if exclude_self else Q)[0]  # ascending; a row is not its own neighbour
+        step = max(1, _BLOCK_BYTES // (8 * X.shape[1] * (ks[-1] + 1)))
+        for r0 in range(0, len(Q), step):
+            r1 = min(r0 + step, len(Q))
+            for i, (order, first) in enumerate(zip(orders, firsts)):
+                got = named.exact_rows(Q[r0:r1], X[order[r0:r1]])
+                if exclude_self:  # a query returned as its own neighbour is no neighbour
+                    got[order[r0:r1] == np.arange(r0, r1)[:, None]] = np.inf
+                kth = kth_all[r0:r1, order.shape[1] - 1 : order.shape[1]]
+                hits[i] += int(np.count_nonzero((got <= kth * (1 + _RTOL) + _ATOL) & first[r0:r1]))
+        return [h / (len(Q) * order.shape[1]) for h, order in zip(hits, orders)]
     block = max(1, _BLOCK_BYTES // (8 * X.shape[0]))
     for r0 in range(0, len(Q), block):
         r1 = min(r0 + block, len(Q))
