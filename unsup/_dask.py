@@ -364,29 +364,43 @@ def dask_support(cls):
 
 
 # ------------------------------------------------------------ fit helpers
+# Rows handled at once inside a block: temporaries stay a small fraction of the block.
+_SUB_ROWS = 1 << 16
+
+
 def _first_pass_block(X, w, start):
-    """Per-block checks and moments: count, mean, M2 (for the variance), weights, extremes."""
+    """Per-block checks and moments: count, mean, M2 (for the variance), weights, extremes.
+
+    Read in slices of ``_SUB_ROWS`` rows, two passes over each block (the sums,
+    then the squares about the block's mean): the float64 temporaries stay a
+    small fraction of the block (a 1M x 32 float32 block made 768 MB of them).
+    """
     X = np.asarray(X)
     if X.dtype.kind not in "fiub":
         raise ValueError(f"dtype='numeric' is not compatible with arrays of {X.dtype}.")
-    Xf = X.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(Xf)):
-        if np.isnan(Xf).any():
-            raise ValueError("Input X contains NaN.")
-        raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
-    n = len(Xf)
-    mean = Xf.mean(axis=0) if n else np.zeros(Xf.shape[1])
-    m2 = ((Xf - mean) ** 2).sum(axis=0)
-    if w is None:
-        ws = (float(n), float(n), n)
-        wsum = Xf.sum(axis=0)
-    else:
+    n, d = X.shape
+    if w is not None:
         w = np.asarray(w, dtype=np.float64)
         if np.any(w < 0):
             raise ValueError("Negative values in data passed to `sample_weight`.")
+    total, wsum, absmax = np.zeros(d), np.zeros(d), 0.0
+    for a in range(0, n, _SUB_ROWS):
+        Xf = X[a : a + _SUB_ROWS].astype(np.float64, copy=False)
+        if not np.all(np.isfinite(Xf)):
+            if np.isnan(Xf).any():
+                raise ValueError("Input X contains NaN.")
+            raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
+        total += Xf.sum(axis=0)
+        wsum += Xf.sum(axis=0) if w is None else w[a : a + _SUB_ROWS] @ Xf
+        absmax = max(absmax, float(np.abs(Xf).max(initial=0.0)))
+    mean = total / n if n else np.zeros(d)
+    m2 = np.zeros(d)
+    for a in range(0, n, _SUB_ROWS):
+        m2 += ((X[a : a + _SUB_ROWS].astype(np.float64, copy=False) - mean) ** 2).sum(axis=0)
+    if w is None:
+        ws = (float(n), float(n), n)
+    else:
         ws = (float(w.sum()), float(w.max(initial=0.0)), int(np.count_nonzero(w)))
-        wsum = w @ Xf
-    absmax = float(np.abs(Xf).max(initial=0.0))
     return n, mean, m2, ws, wsum, absmax
 
 
@@ -500,12 +514,14 @@ def _block_weights(w, n, dtype):
 
 
 def _cost_block(X, w, start, spec, centres):
-    """Per-row cost to the nearest of ``centres`` and its weighted sum (k-means||)."""
+    """The weighted sum of the rows' costs to the nearest of ``centres`` (k-means||)."""
     from unsup.metrics._pairwise import _argmin_min
 
-    Xw = _work_rows(X, *spec)
-    _, mins = _argmin_min(Xw, centres, _cost_metric(spec))
-    return float(mins.astype(np.float64) @ _block_weights(w, len(Xw), np.float64))
+    cost = _cost_metric(spec)
+    return math.fsum(
+        float(_argmin_min(Xs, centres, cost)[1].astype(np.float64) @ ws)
+        for _, Xs, ws in _sub_blocks(X, w, spec, np.float64)
+    )
 
 
 def _cost_metric(spec):
@@ -521,20 +537,26 @@ def _oversample_block(X, w, start, spec, centres, phi, ell, seed, rnd):
     """k-means|| step 4: keep each row with probability ``min(1, ell w d(x, C) / phi)``."""
     from unsup.metrics._pairwise import _argmin_min
 
-    Xw = _work_rows(X, *spec)
-    _, mins = _argmin_min(Xw, centres, _cost_metric(spec))
-    p = ell * mins.astype(np.float64) * _block_weights(w, len(Xw), np.float64) / phi
-    rng = np.random.default_rng([seed, rnd, start])
-    return Xw[rng.random(len(Xw)) < p]
+    cost = _cost_metric(spec)
+    draws = np.random.default_rng([seed, rnd, start]).random(len(X))
+    kept = []
+    for a, Xs, ws in _sub_blocks(X, w, spec, np.float64):
+        _, mins = _argmin_min(Xs, centres, cost)
+        p = ell * mins.astype(np.float64) * ws / phi
+        kept.append(Xs[draws[a : a + len(Xs)] < p])
+    return np.concatenate(kept) if kept else np.zeros((0, centres.shape[1]), dtype=spec[2])
 
 
 def _candidate_weights_block(X, w, start, spec, candidates):
     """k-means|| step 7: the weight of the rows nearest to each candidate."""
     from unsup.metrics._pairwise import _argmin_min
 
-    Xw = _work_rows(X, *spec)
-    labels, _ = _argmin_min(Xw, candidates, _cost_metric(spec))
-    return np.bincount(labels, weights=_block_weights(w, len(Xw), np.float64), minlength=len(candidates))
+    cost = _cost_metric(spec)
+    weights = np.zeros(len(candidates))
+    for _, Xs, ws in _sub_blocks(X, w, spec, np.float64):
+        labels, _ = _argmin_min(Xs, candidates, cost)
+        weights += np.bincount(labels, weights=ws, minlength=len(candidates))
+    return weights
 
 
 def kmeans_parallel_init(blocks, spec, n_clusters, random_state, *, metric, metric_params,
@@ -591,14 +613,14 @@ def _labels_lloyd(Xw, w, centres):
     return lloyd_step(Xw, w, centres, 1)[0]
 
 
-# Rows handled at once inside a block: temporaries stay a small fraction of the block.
-_SUB_ROWS = 1 << 16
+def _sub_blocks(X, w, spec, weight_dtype=None):
+    """``(start, rows in the fit's coordinates, their weights)`` of consecutive slices of a block.
 
-
-def _sub_blocks(X, w, spec):
-    """``(start, rows in the fit's coordinates, their weights)`` of consecutive slices of a block."""
+    The weights are in the rows' dtype (as scikit-learn's Lloyd step takes
+    them) unless ``weight_dtype`` says otherwise.
+    """
     X = np.asarray(X)
-    dtype = spec[2]
+    dtype = spec[2] if weight_dtype is None else weight_dtype
     for a in range(0, len(X), _SUB_ROWS):
         Xs = _work_rows(X[a : a + _SUB_ROWS], *spec)
         yield a, Xs, _block_weights(None if w is None else np.asarray(w)[a : a + _SUB_ROWS], len(Xs), dtype)
