@@ -3,7 +3,8 @@
 Figures (``--scale 1``: the issue's sizes; every array is generated lazily,
 so nothing but blocks ever exists on a worker):
 
-- KMeans, k = 64, on 20M x 32 float32 (``da.random``, 1M-row blocks): time
+- KMeans, k = 64, on 20M x 32 float32 (``da.random``, drawn as float32 in
+  1M-row blocks, so a block never exists as float64 on a worker): time
   per Lloyd iteration against dask-ml's ``KMeans`` from the same initial
   centres (target <= 0.7x), the final inertia of each from its own k-means||
   seeding (target: unsup <= dask-ml; both computed by the same function,
@@ -145,7 +146,7 @@ def ratio_line(title, name, value, anchor_name, anchor, unit="s"):
 
 def bench_kmeans(client, n, block, k, rounds, iters):
     d = 32
-    X = da.random.RandomState(0).standard_normal((n, d), chunks=(block, d)).astype(np.float32)
+    X = da.random.default_rng(0).standard_normal((n, d), chunks=(block, d), dtype=np.float32)
     init = X[:k].compute() + 0.0
     bound = 4 * block * d * 4 / MiB + 200
     unsup = per_iteration(lambda it: KMeans(k, init=init, n_init=1, max_iter=it, tol=0), X, 1, iters, rounds)
@@ -219,7 +220,7 @@ def bench_predict(client, n, block, rounds):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ae = Autoencoder(8, hidden_layer_sizes=(64,), max_epochs=2, random_state=0).fit(train)
-    X = da.random.RandomState(2).standard_normal((n, d), chunks=(block, d)).astype(np.float32)
+    X = da.random.default_rng(2).standard_normal((n, d), chunks=(block, d), dtype=np.float32)
     local = rng.standard_normal((block, d)).astype(np.float32)
     ours, anchor = [], []
     for _ in range(rounds):

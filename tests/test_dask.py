@@ -271,6 +271,23 @@ def test_block_passes_keep_their_temporaries_small(part):
     assert peak < 0.5 * X.nbytes, f"{part}: {peak / 2**20:.1f} MiB for a {X.nbytes / 2**20:.1f} MiB block"
 
 
+def test_em_block_holds_one_centred_copy():
+    # A Gaussian mixture's block pass centres the block once (EMData.X); nothing else
+    # of the block's size (|X| for the noise floor was a second copy).
+    import tracemalloc
+
+    from unsup import _dask
+
+    X = np.random.default_rng(0).standard_normal((500_000, 16))
+    tracemalloc.start()
+    try:
+        _dask._radius_block(X, None, 0, "full", 4, X.mean(axis=0))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.25 * X.nbytes, f"{peak / 2**20:.1f} MiB for a {X.nbytes / 2**20:.1f} MiB block"
+
+
 def test_kmeans_median_metric_runs_mini_batch_with_a_warning():
     with dask.config.set(scheduler="threads"), pytest.warns(UserWarning, match="mini-batch"):
         km = KMeans(3, metric="manhattan", random_state=0).fit(_dask(X))

@@ -119,7 +119,10 @@ class EMData:
         # component (identical rows): 16 ulps of the feature's largest centred
         # value, squared. Without reg_covar, a covariance at or below it is
         # numerically zero (ill-defined, as scikit-learn finds it).
-        extent = np.max(np.abs(self.X), axis=0, initial=0.0).astype(np.float64)
+        # (max and -min: no |X| copy of the data, which a worker's block would double)
+        extent = np.maximum(
+            np.max(self.X, axis=0, initial=0.0), -np.min(self.X, axis=0, initial=0.0)
+        ).astype(np.float64)
         self.noise_floor = (16 * self.eps * extent) ** 2
         d, k = self.n_features, n_components
         self.n_moments = _n_moments(d, covariance_type)
