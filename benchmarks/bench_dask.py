@@ -15,7 +15,9 @@ so nothing but blocks ever exists on a worker):
   in-memory fit of one block's rows, scaled to all rows (one process).
 - Autoencoder ``transform`` over 50M rows (one 1M-row block sent to each
   worker once, referenced 50 times): rows per second with 2 workers against
-  the in-memory ``transform`` of that block in one process.
+  the in-memory ``transform`` of that block in one process
+  (``--no-malloc-trim``: workers started without dask's
+  ``MALLOC_TRIM_THRESHOLD_``, see docs/scaling.md).
 - ADBench ``11_donors`` repeated to 10M rows: KMeans and GaussianMixture
   fitted on the dask array equal the in-memory fits on the same rows.
 
@@ -30,6 +32,7 @@ rows, ``--quick`` for a smoke run).
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import sys
 import threading
@@ -214,7 +217,7 @@ def bench_gmm(client, n, block, k, rounds, iters):
     print(f"  unsup fit ({iters} iterations): {mem.line(bound)}")
 
 
-def bench_predict(client, n, block, rounds):
+def bench_predict(client, n, block, rounds, label="dask, 2 workers"):
     d = 32
     rng = np.random.default_rng(0)
     train = rng.standard_normal((20_000, d)).astype(np.float32)
@@ -236,8 +239,20 @@ def bench_predict(client, n, block, rounds):
         anchor.append(block / (t2 - t1))
     a, b = statistics.median(ours), statistics.median(anchor)
     print(f"\nAutoencoder.transform over {n:,} x {d} ({block:,}-row blocks): rows per second")
-    print(f"  {'in memory, one process':<44s} {b:12,.0f} rows/s  (anchor)")
-    print(f"  {'dask, 2 workers':<44s} {a:12,.0f} rows/s  ratio {a / b:.2f}x")
+    print(f"  {'in memory, one process':<52s} {b:12,.0f} rows/s  (anchor)")
+    print(f"  {label:<52s} {a:12,.0f} rows/s  ratio {a / b:.2f}x")
+
+
+def without_malloc_trim():
+    """dask's worker environment less ``MALLOC_TRIM_THRESHOLD_`` (see docs/scaling.md).
+
+    The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also
+    fixes glibc's mmap threshold at 128 KiB: every larger buffer, such as a
+    network's activations for a chunk of rows, is a fresh mmap and page faults.
+    """
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
 
 
 def _repeated(client, base, n_rows):
@@ -303,6 +318,8 @@ def main():
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the issue's row counts")
     p.add_argument("--iters", type=int, default=3, help="timed iterations per difference")
     p.add_argument("--only", nargs="*", default=["kmeans", "gmm", "predict", "donors"])
+    p.add_argument("--no-malloc-trim", action="store_true",
+                   help="start the workers without dask's MALLOC_TRIM_THRESHOLD_ (see docs/scaling.md)")
     args = p.parse_args()
     s = args.scale
     rounds = args.rounds if not args.quick else 1
@@ -315,7 +332,8 @@ def main():
     }
     if args.quick:  # four blocks each: the script runs, the figures mean nothing
         sizes = {name: (40_000, 10_000) for name in sizes}
-    with warnings.catch_warnings():
+    label = "dask, 2 workers" + (", no MALLOC_TRIM_THRESHOLD_" if args.no_malloc_trim else "")
+    with warnings.catch_warnings(), without_malloc_trim() if args.no_malloc_trim else contextlib.nullcontext():
         warnings.simplefilter("ignore")
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster, Client(cluster) as client, dask.config.set(scheduler=client):
@@ -325,7 +343,7 @@ def main():
         if "gmm" in args.only:
             bench_gmm(client, *sizes["gmm"], k=4 if args.quick else 16, rounds=rounds, iters=iters)
         if "predict" in args.only:
-            bench_predict(client, *sizes["predict"], rounds=rounds)
+            bench_predict(client, *sizes["predict"], rounds=rounds, label=label)
         if "donors" in args.only:
             bench_donors(client, sizes["donors"][0])
 
