@@ -391,14 +391,15 @@ def _first_pass_block(X, w, start):
                 raise ValueError("Input X contains NaN.")
             raise ValueError("Input X contains infinity or a value too large for dtype('float64').")
         total += Xf.sum(axis=0)
-        wsum += Xf.sum(axis=0) if w is None else w[a : a + _SUB_ROWS] @ Xf
+        if w is not None:
+            wsum += w[a : a + _SUB_ROWS] @ Xf
         absmax = max(absmax, float(np.abs(Xf).max(initial=0.0)))
     mean = total / n if n else np.zeros(d)
     m2 = np.zeros(d)
     for a in range(0, n, _SUB_ROWS):
         m2 += ((X[a : a + _SUB_ROWS].astype(np.float64, copy=False) - mean) ** 2).sum(axis=0)
     if w is None:
-        ws = (float(n), float(n), n)
+        ws, wsum = (float(n), float(n), n), total
     else:
         ws = (float(w.sum()), float(w.max(initial=0.0)), int(np.count_nonzero(w)))
     return n, mean, m2, ws, wsum, absmax
