@@ -7,6 +7,12 @@ Design constraints
   anomaly score is the mean over members of its standardised reconstruction
   error (Chen et al., "Outlier detection with autoencoder ensembles", SDM
   2017: members with varied inputs, scores standardised before averaging).
+  Standardised per feature: each squared residual is divided by the member's
+  median squared residual of that feature on the training rows, so a
+  feature the member rebuilds well weighs more than one it rebuilds poorly
+  (as the weighted PCA detector of Shyu et al. 2003 divides each principal
+  direction by its variance). Measured on the 23 ADBench datasets this lifts
+  the mean ROC AUC by 0.007 over one scale per member at equal training.
 - Members differ by their random rows (each trains on ``max_samples`` rows
   drawn afresh every epoch, as ``IsolationForest`` subsamples: outliers are
   rarely seen twice, so they are not learnt, and the cost does not grow with
@@ -14,7 +20,8 @@ Design constraints
 - Small on purpose: a one-unit code and 16 hidden units per member, a few
   epochs. Measured on the 23 ADBench datasets, more capacity (wider codes,
   64 hidden units, 50 epochs) lets the members rebuild the anomalies too and
-  lowers the mean ROC AUC (``docs/anomaly_detection.md``).
+  lowers the mean ROC AUC (``docs/anomaly_detection.md``); more steps of the
+  small members (1,024 rows an epoch rather than 256) raised it by 0.010.
 - All members train at once as one batched network (``torch.baddbmm`` over
   stacked weights), so an ensemble costs about as much as one wide network.
 - Scores are per row (batch-independent: chunks padded to a multiple of 16
@@ -76,17 +83,18 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
 
     Each of ``n_estimators`` small autoencoders sees a random subset of the
     (standardised) features and trains on ``max_samples`` rows drawn afresh
-    at every epoch. A row's anomaly score is its reconstruction error under
-    each member (mean squared error over the member's features), divided by
-    that member's median error on the training rows, averaged over members
-    (RandNet, Chen et al. 2017). ``score_samples`` is minus that score, and
+    at every epoch. A row's anomaly score is its standardised reconstruction
+    error under each member (the mean over the member's features of the
+    squared residual divided by that member's median squared residual of the
+    feature on the training rows), averaged over members (RandNet, Chen et
+    al. 2017, with per-feature standardisation). ``score_samples`` is minus that score, and
     ``predict`` gives +1 / -1 with scikit-learn's outlier contract.
 
     Parameters
     ----------
     n_estimators : int, default=32
         Number of autoencoders.
-    max_samples : int, default=256
+    max_samples : int, default=1024
         Rows each member trains on per epoch (all rows when fewer).
     max_features : float, default=0.5
         Each member keeps a random number of features between
@@ -127,12 +135,11 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         Training mean and standard deviation (1 for constant columns).
     feature_masks_ : ndarray of shape (n_estimators, n_features_in_)
         Which features each member sees (bool).
-    code_sizes_ : ndarray of shape (n_estimators,)
-        Code width of each member.
-    error_scale_ : ndarray of shape (n_estimators,)
-        Median reconstruction error of each member on (up to 4096 of) the
-        training rows: each member's errors are divided by it before
-        averaging, so every member counts alike.
+    error_scale_ : ndarray of shape (n_estimators, n_features_in_)
+        Median squared residual of each member on each of its features over
+        (up to 4096 of) the training rows (1 for features the member does not
+        see): the squared residuals are divided by it, so every member and
+        every feature counts alike on a typical training row.
     offset_ : float
         ``decision_function = score_samples - offset_``.
     n_iter_ : int
@@ -182,7 +189,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         self,
         n_estimators=32,
         *,
-        max_samples=256,
+        max_samples=1024,
         max_features=0.5,
         n_components=1,
         hidden_size=16,
@@ -256,11 +263,11 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         self.n_iter_ = 0
         self.loss_curve_ = []
 
-    def _forward(self, x):
-        """Member reconstructions (E, m, d) of rows ``x`` (E, m, d) or (m, d)."""
-        w1, b1, w2, b2, w3, b3, w4, b4 = self._params
+    def _forward(self, x, members=slice(None)):
+        """Reconstructions (E, m, d) of rows ``x`` (E, m, d) or (m, d) by the ``members`` (all by default)."""
+        w1, b1, w2, b2, w3, b3, w4, b4 = (p[members] for p in self._params)
         act = ACTIVATIONS[self.activation]()
-        w1 = w1 * self._input_mask[:, :, None]
+        w1 = w1 * self._input_mask[members, :, None]
         hid = act(torch.baddbmm(b1, x, w1) if x.dim() == 3 else torch.matmul(x, w1) + b1)
         code = torch.baddbmm(b2, hid, w2)
         hid = act(torch.baddbmm(b3, code, w3))
@@ -282,11 +289,10 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         n = xs.shape[0]
         m = min(n, self.max_samples)
         E = self.n_estimators
-        rows = torch.stack([torch.randperm(n, generator=self._generator)[:m] for _ in range(E)])
-        xb_all = xs[rows.to(self._device)]  # (E, m, d)
+        rows = torch.stack([torch.randperm(n, generator=self._generator)[:m] for _ in range(E)]).to(self._device)
         total = 0.0
         for start in range(0, m, self.batch_size):
-            xb = xb_all[:, start : start + self.batch_size]
+            xb = xs[rows[:, start : start + self.batch_size]]  # (E, batch, d): gathered a batch at a time
             loss = self._member_errors(xb, self._forward(xb)).mean(dim=1).sum()
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -302,11 +308,19 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         self.n_iter_ += 1
 
     def _member_errors_all(self, xs):
-        """Each member's reconstruction error of each row: (n, E) float64 numpy, finite."""
+        """Each member's standardised reconstruction error of each row: (n, E) float64 numpy, finite.
+
+        A member's error of a row is the mean over the member's features of
+        the squared residual divided by ``error_scale_`` (that member's median
+        squared residual of the feature on the training rows); before the
+        scales exist (``_finish``), of the plain squared residual.
+        """
         n, d = xs.shape
         E = self.n_estimators
         step = max(_ROW_MULTIPLE, (_CHUNK_ELEMENTS // max(1, E * d)) // _ROW_MULTIPLE * _ROW_MULTIPLE)
         out = np.empty((n, E))
+        weight = self._input_mask.double() / torch.from_numpy(self.error_scale_).to(self._input_mask.device)
+        weight = weight[:, None, :]  # 1 / scale on the member's features, 0 elsewhere
         n_feat = self._input_mask.sum(dim=1)[:, None].double()
         with torch.no_grad(), self._threads(min(n, step)):
             for start in range(0, n, step):
@@ -315,22 +329,35 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
                 pad = (-m) % _ROW_MULTIPLE
                 if pad:
                     block = torch.cat([block, block.new_zeros((pad, d))])
-                recon = self._forward(block).double()
-                diff = (recon - block.double()) * self._input_mask[:, None, :].double()
-                err = (diff * diff).sum(dim=2) / n_feat
+                diff = self._forward(block).double() - block.double()
+                err = (diff * diff * weight).sum(dim=2) / n_feat
                 out[start : start + m] = err[:, :m].T.cpu().numpy()
         return out
 
+    def _feature_scales(self, xs):
+        """Median squared residual of every member on every feature over rows ``xs``: (E, d) float64.
+
+        One member at a time, so the residuals held are (rows, features), not
+        (members, rows, features); features a member does not see get 1.
+        """
+        E, d = self._input_mask.shape
+        scales = np.ones((E, d))
+        with torch.no_grad(), self._threads(xs.shape[0]):
+            for e in range(E):
+                cols = self._input_mask[e].bool()
+                diff = (self._forward(xs, slice(e, e + 1))[0].double() - xs.double())[:, cols]
+                scales[e, cols.cpu().numpy()] = np.median((diff * diff).cpu().numpy(), axis=0)
+        return np.maximum(scales, 1e-12)
+
     def _raw_scores(self, xs):
-        """Anomaly score (higher = more anomalous): mean over members of error / member's median error."""
-        return (self._member_errors_all(xs) / self.error_scale_).mean(axis=1)
+        """Anomaly score (higher = more anomalous): mean over members of their standardised errors."""
+        return self._member_errors_all(xs).mean(axis=1)
 
     def _finish(self, xs):
         n = xs.shape[0]
         g = torch.Generator().manual_seed(int(self.n_iter_))
         ref = xs if n <= _REFERENCE_ROWS else xs[torch.randperm(n, generator=g)[:_REFERENCE_ROWS].to(xs.device)]
-        median = np.median(self._member_errors_all(ref), axis=0)
-        self.error_scale_ = np.maximum(median, 1e-12)
+        self.error_scale_ = self._feature_scales(ref)
         scores = -self._raw_scores(xs)
         self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
 
@@ -422,6 +449,8 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         super().__setstate__(state)
         if "_params" not in state:
             return
+        if np.ndim(self.error_scale_) == 1:  # pickled by an earlier version: one scale per member, same scores
+            self.error_scale_ = np.repeat(self.error_scale_[:, None], self.n_features_in_, axis=1)
         device = self._device = loaded_device(self)
         self._params = [p.to(device).requires_grad_(True) for p in self._params]
         self._input_mask = self._input_mask.to(device)

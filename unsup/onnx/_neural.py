@@ -263,10 +263,11 @@ def ensemble_convert(scope, operator, container):
     hid = act(dense(code, w3, b3))
     recon = dense(hid, w4, b4)  # (E, n, d)
     # each member's mean squared error over its features, in float64 as unsup computes it
-    diff = g.op("Mul", g.op("Sub", g.cast(recon, np.float64), g.cast(x32, np.float64)),
-                g.const(mask[:, None, :].astype(np.float64)))
-    err = g.reduce("ReduceSum", g.op("Mul", diff, diff), 2)  # (E, n)
-    denom = mask.sum(axis=1).astype(np.float64)[:, None] * np.asarray(est.error_scale_, dtype=np.float64)[:, None]
+    diff = g.op("Sub", g.cast(recon, np.float64), g.cast(x32, np.float64))
+    # each squared residual over the member's scale of its feature (0 off the member's features)
+    weight = mask.astype(np.float64) / np.asarray(est.error_scale_, dtype=np.float64)
+    err = g.reduce("ReduceSum", g.op("Mul", g.op("Mul", diff, diff), g.const(weight[:, None, :])), 2)  # (E, n)
+    denom = mask.sum(axis=1).astype(np.float64)[:, None]
     score = g.op("Neg", g.reduce("ReduceMean", g.op("Div", err, g.const(denom)), 0))
     g.identity(score, outs[0]) if dtype == np.float64 else g.cast(score, np.float32, out=outs[0])
     _outlier_labels(g, score, est.offset_, outs[1])
