@@ -219,6 +219,22 @@ def test_kmeans_empty_cluster_is_relocated_as_in_memory():
     np.testing.assert_array_equal(got.labels_.compute(), ref.labels_)
 
 
+def test_kmodes_empty_cluster_and_far_rows_as_in_memory(monkeypatch):
+    # hamming (k-modes) relocates an empty cluster's centre onto the farthest row, as the in-memory fit;
+    # blocks of 250 rows read in slices of 64 here, so the farthest rows are merged across slices too
+    from unsup import _dask as unsup_dask
+
+    A = np.round(X)
+    init = np.vstack([A[[0, 400]], [[99.0, 99.0, 99.0, 99.0]]])  # the third centre attracts nobody
+    ref = KMeans(3, metric="hamming", init=init, n_init=1).fit(A, sample_weight=W)
+    monkeypatch.setattr(unsup_dask, "_SUB_ROWS", 64)
+    with dask.config.set(scheduler="threads"):
+        got = KMeans(3, metric="hamming", init=init, n_init=1).fit(_dask(A), sample_weight=W)
+    np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(got.labels_.compute(), ref.labels_)
+    assert got.n_iter_ == ref.n_iter_
+
+
 def test_kmeans_parallel_init_weights_and_quality(scheduler):
     km = KMeans(3, init="k-means||", random_state=0).fit(_dask(X))
     ref = KMeans(3, random_state=0).fit(X)
@@ -243,7 +259,7 @@ def test_kmeans_parallel_init_in_memory():
     np.testing.assert_allclose(km.inertia_, ref.inertia_, rtol=1e-6)
 
 
-@pytest.mark.parametrize("part", ["first pass", "cost", "oversample", "candidate weights", "lloyd"])
+@pytest.mark.parametrize("part", ["first pass", "cost", "oversample", "candidate weights", "lloyd", "modes"])
 def test_block_passes_keep_their_temporaries_small(part):
     # A worker holds a few blocks: each pass over a block reads it in slices, so its
     # temporaries stay well under the block (a 1M x 32 float32 block's first pass
@@ -261,7 +277,13 @@ def test_block_passes_keep_their_temporaries_small(part):
         "oversample": lambda: _dask._oversample_block(X, None, 0, spec, C, 1e9, 8.0, 0, 0),
         "candidate weights": lambda: _dask._candidate_weights_block(X, None, 0, spec, C),
         "lloyd": lambda: _dask._lloyd_block(X, None, 0, spec, C),
+        # k-modes (hamming) over small integer codes: the codes, labels and flat counts index
+        # were each as large as the block or larger (n x d int64) before it read slices
+        "modes": lambda: _dask._modes_block(
+            codes, None, 0, ("as is", np.zeros(16, np.float32), np.float32, "hamming", {}), codes[:8], 64
+        ),
     }[part]
+    codes = np.round(X) if part == "modes" else None
     tracemalloc.start()
     try:
         run()

@@ -732,24 +732,37 @@ def _run_lloyd(blocks, spec, centres, *, max_iter, tol, verbose):
 
 
 def _modes_block(X, w, start, spec, centres, max_values):
-    """One k-modes pass over a block: weighted value counts per (cluster, column), farthest rows."""
+    """One k-modes pass over a block: weighted value counts per (cluster, column), farthest rows.
+
+    Read in slices of ``_SUB_ROWS`` rows (the distinct values first, then the
+    counts), so the codes and labels held are a slice's, not the block's. The
+    farthest rows are the ``min(k, rows)`` of positive weight and largest cost,
+    ties to the later row, the order in which ``_run_modes`` takes them.
+    """
     from unsup.metrics._pairwise import _argmin_min
 
-    Xw = _work_rows(X, *spec)
-    wb = _block_weights(w, len(Xw), np.float64)
-    labels, mins = _argmin_min(Xw, centres, _cost_metric(spec))
-    values = np.unique(Xw)
-    if len(values) > max_values:
-        return None
+    X = np.asarray(X)
+    values = np.zeros(0, dtype=spec[2])
+    for a in range(0, len(X), _SUB_ROWS):
+        values = np.union1d(values, _work_rows(X[a : a + _SUB_ROWS], *spec))
+        if len(values) > max_values:
+            return None
     k, d = centres.shape
     nv = len(values)
-    codes = np.searchsorted(values, Xw)
-    flat = ((labels[:, None] * d + np.arange(d)) * nv + codes).ravel()
-    counts = np.bincount(flat, weights=np.repeat(wb, d), minlength=k * d * nv).reshape(k, d, nv)
-    cost = np.where(wb > 0, mins.astype(np.float64), -np.inf)
-    m = min(k, len(Xw))
-    far = np.argpartition(cost, len(cost) - m)[len(cost) - m :] if m else np.zeros(0, dtype=int)
-    return values, counts, (cost[far], start + far, Xw[far]), labels
+    counts = np.zeros(k * d * nv)
+    m = min(k, len(X))
+    far_cost, far_index, far_rows = np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, d), dtype=spec[2])
+    for a, Xs, ws in _sub_blocks(X, w, spec, np.float64):
+        labels, mins = _argmin_min(Xs, centres, _cost_metric(spec))
+        codes = np.searchsorted(values, Xs)
+        flat = ((labels[:, None] * d + np.arange(d)) * nv + codes).ravel()
+        counts += np.bincount(flat, weights=np.repeat(ws, d), minlength=k * d * nv)
+        far_cost = np.concatenate([far_cost, np.where(ws > 0, mins.astype(np.float64), -np.inf)])
+        far_index = np.concatenate([far_index, start + a + np.arange(len(Xs))])
+        far_rows = np.concatenate([far_rows, Xs])
+        keep = np.lexsort((-far_index, -far_cost))[:m]
+        far_cost, far_index, far_rows = far_cost[keep], far_index[keep], far_rows[keep]
+    return values, counts.reshape(k, d, nv), (far_cost, far_index, far_rows)
 
 
 def _run_modes(blocks, spec, centres, *, max_iter, tol, verbose, max_values):
