@@ -95,13 +95,17 @@ def test_help_warns_about_pickles(capsys, monkeypatch, tmp_path):
         (["export", "notamodel.joblib", "-o", "x.onnx"], "not a model file"),
         (["export", "km2.joblib", "-o", "x.txt"], "must be a .onnx file"),
         (["cluster", "train.npy", "--n-clusters", "2", "--save-model", "nofolder/m.joblib"], "does not exist"),
+        (["export", "km2.joblib", "-o", "nofolder/x.onnx"], "nofolder/x.onnx: cannot write: folder 'nofolder' does not exist"),
+        (["export", "km2.joblib", "-o", "adir.onnx"], "adir.onnx: is a directory, expected an .onnx file name"),
     ],
-    ids=["garbage", "not-an-estimator", "missing", "features", "export-garbage", "export-extension", "save-folder"],
+    ids=["garbage", "not-an-estimator", "missing", "features", "export-garbage", "export-extension", "save-folder",
+         "export-folder", "export-directory"],
 )
 def test_bad_model_files_exit_2_with_one_line(folder, argv, fragment, capsys, monkeypatch):
     if not (folder / "km2.joblib").exists():
         ok(run_main("cluster", "train.npy", "--n-clusters", "2", "--save-model", "km2.joblib", "-q",
                     cwd=folder, capsys=capsys, monkeypatch=monkeypatch))
+    (folder / "adir.onnx").mkdir(exist_ok=True)
     result = run_main(*argv, cwd=folder, capsys=capsys, monkeypatch=monkeypatch)
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr

@@ -16,6 +16,7 @@ Design constraints:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import sys
@@ -255,6 +256,15 @@ def check_writable(path: str, expected: str) -> None:
         raise InputError(f"{path}: cannot write: permission denied")
 
 
+@contextlib.contextmanager
+def writing(path: str):
+    """Around the writing of ``path``: an ``OSError`` becomes the one-line ``InputError`` of the command line."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 def writes_npz(path: str | None) -> bool:
     """Whether results go to an ``.npz`` file (the format with the extras: centres, probabilities, scales)."""
     return path is not None and path != "-" and os.path.splitext(path)[1].lower() == ".npz"
@@ -278,7 +288,7 @@ def write_output(
         sys.stdout.flush()
         return
     ext = os.path.splitext(path)[1].lower()
-    try:
+    with writing(path):
         if ext == ".csv":
             with open(path, "w", newline="") as f:
                 _write_csv(f, csv_columns, names)
@@ -286,8 +296,6 @@ def write_output(
             np.save(path, npy)
         else:
             np.savez(path, **npz)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _write_csv(f, columns, names):

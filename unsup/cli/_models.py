@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from unsup.cli._io import check_output, check_readable, check_writable, load_data, write_output
+from unsup.cli._io import check_output, check_readable, check_writable, load_data, write_output, writing
 from unsup.cli._report import InputError, one_line, user_input
 
 _KEY = "unsup_model"
@@ -37,10 +37,8 @@ def save_model(settings, model, rep) -> None:
     path = getattr(settings, "save_model", None)
     if path is None:
         return
-    try:
+    with writing(path):
         joblib.dump({_KEY: model, "version": __version__, "command": settings.command}, path)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write: {exc.strerror or exc}") from None
     rep.info(f"saved the model to {path}")
 
 
@@ -129,9 +127,7 @@ def run_export(settings, rep) -> None:
     """``unsup export MODEL -o FILE.onnx``."""
     if os.path.splitext(settings.output)[1].lower() != ".onnx":
         raise InputError(f"{settings.output}: the output of export must be a .onnx file")
-    folder = os.path.dirname(os.path.abspath(settings.output))
-    if not os.path.isdir(folder):
-        raise InputError(f"{settings.output}: cannot write: folder {os.path.dirname(settings.output)!r} does not exist")
+    check_writable(settings.output, "an .onnx file name")
     try:
         from unsup.onnx import to_onnx
     except ImportError as exc:
@@ -141,10 +137,7 @@ def run_export(settings, rep) -> None:
     with user_input(), rep.step(f"converting {type(model).__name__} to ONNX"):
         onnx_model = to_onnx(model, np.zeros((1, model.n_features_in_), dtype=dtype))
     data = onnx_model.SerializeToString()
-    try:
-        with open(settings.output, "wb") as f:
-            f.write(data)
-    except OSError as exc:
-        raise InputError(f"{settings.output}: cannot write: {exc.strerror or exc}") from None
+    with writing(settings.output), open(settings.output, "wb") as f:
+        f.write(data)
     outputs = ", ".join(o.name for o in onnx_model.graph.output)
     rep.out(f"{type(model).__name__} -> {settings.output} ({len(data):,} bytes; input X, outputs {outputs})")
