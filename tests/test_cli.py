@@ -345,6 +345,11 @@ BAD_CASES = [
         ["cluster", "small.csv", "-k", "2", "-a", "agglomerative", "--metric", "cosine", "--linkage", "ward"],
         "--linkage ward needs the euclidean metric",
     ),
+    (  # an option conflict is found before any data is read
+        "centroid with manhattan, no such file",
+        ["cluster", "nosuchfile.npy", "-k", "2", "-a", "agglomerative", "--metric", "manhattan", "--linkage", "centroid"],
+        "--linkage centroid needs the euclidean metric, got --metric manhattan",
+    ),
     # option values
     (
         "n_clusters 0",

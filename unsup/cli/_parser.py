@@ -22,7 +22,7 @@ import argparse
 import glob
 import types
 
-from unsup._names import LINKAGES
+from unsup._names import EUCLIDEAN_LINKAGES, LINKAGES
 from unsup.cli._names import METRIC_NAMES, OBSERVER_NAMES
 from unsup.cli._report import PROG, InputError
 
@@ -372,6 +372,12 @@ def _specific_options(args) -> dict:
         values[attr] = default if value is None else value
     if args.command == "cluster" and values["linkage"] is None:
         values["linkage"] = "ward" if args.metric in ("euclidean", "l2") else "average"
+    if (args.command == "cluster" and args.algorithm == "agglomerative"
+            and values["linkage"] in EUCLIDEAN_LINKAGES and args.metric not in ("euclidean", "l2")):
+        raise InputError(
+            f"--linkage {values['linkage']} needs the euclidean metric, got --metric {args.metric} "
+            f"(use --linkage average, complete or single)"
+        )
     return values
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from unsup._names import EUCLIDEAN_LINKAGES
 from unsup.cli import _models, _progress
 from unsup.cli._io import check_output, load_data, write_output, writes_npz
 from unsup.cli._report import InputError, shape, user_input
@@ -144,11 +143,6 @@ def run(s, rep) -> None:
     _models.check_save_path(s)
     X, _ = load_data(s.data)
     check_n_clusters(s, X.shape[0], f"{s.data}: ")
-    if s.algorithm == "agglomerative" and s.linkage in EUCLIDEAN_LINKAGES and s.metric not in ("euclidean", "l2"):
-        raise InputError(
-            f"--linkage {s.linkage} needs the euclidean metric, got --metric {s.metric} "
-            f"(use --linkage average, complete or single)"
-        )
     if s.algorithm == "gmm" and X.shape[0] < 2:
         raise InputError(f"{s.data}: gmm needs at least 2 samples, got {X.shape[0]}")
     model = clusterer(s)
