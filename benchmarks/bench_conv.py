@@ -19,7 +19,8 @@ Targets (issue 17):
   docs/processes.md) and with the loop's threads; target at least 0.9x.
 
 Run: ``python benchmarks/bench_conv.py`` (``--quick`` for a smoke run,
-``--only digits|patches|throughput``, ``--device cuda``).
+``--only digits|patches|throughput``, ``--device cuda``; ``--patches-per-image``
+and ``--max-epochs`` for the patches' data size and training budget).
 """
 
 from __future__ import annotations
@@ -101,10 +102,10 @@ def photo_patches(n_per_image, seed=0):
     return P.transpose(0, 3, 1, 2).reshape(len(P), -1)
 
 
-def patches(quick, device):
-    X = photo_patches(250 if quick else 5000)
+def patches(quick, device, per_image=5000, max_epochs=None):
+    X = photo_patches(250 if quick else per_image)
     Xtr, Xte = train_test_split(X, test_size=0.2, random_state=0)
-    extra = {"max_epochs": 2} if quick else {}
+    extra = {"max_epochs": 2} if quick else ({} if max_epochs is None else {"max_epochs": max_epochs})
     pca = _mse(PCA(32).fit(Xtr), Xte)
     print(f"\n16x16x3 patches of load_sample_images() / 255 ({len(X)} patches, 80/20 split), code size 32")
     print(f"  {'PCA(32)':40s} {pca:9.6f}")
@@ -113,7 +114,7 @@ def patches(quick, device):
                                **params, **extra), Xtr)
         mse = _mse(est, Xte)
         name = "conv" + ("(" + ", ".join(f"{a}={b}" for a, b in params.items()) + ")" if params else " (defaults)")
-        print(f"  {name:40s} {mse:9.6f}  ratio to PCA {mse / pca:.3f}x (target <= 0.8)")
+        print(f"  {name:40s} {mse:9.6f}  ratio to PCA {mse / pca:.3f}x (target <= 0.8), {est.n_iter_} epochs")
 
 
 def plain_conv_network(n_components):
@@ -198,12 +199,15 @@ def main(argv=None):
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--only", choices=["digits", "patches", "throughput"], default=None)
+    p.add_argument("--patches-per-image", type=int, default=5000,
+                   help="photo patches cut from each of the two images (default 5000)")
+    p.add_argument("--max-epochs", type=int, default=None, help="the patches' fits' max_epochs (default: theirs)")
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     if args.only in (None, "digits"):
         digits(args.quick, args.device)
     if args.only in (None, "patches"):
-        patches(args.quick, args.device)
+        patches(args.quick, args.device, args.patches_per_image, args.max_epochs)
     if args.only in (None, "throughput"):
         throughput(1_000 if args.quick else 60_000, rounds=1 if args.quick else min(args.rounds, 3),
                    device=args.device, epochs=(1, 2) if args.quick else (1, 3))
