@@ -87,8 +87,9 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
     error under each member (the mean over the member's features of the
     squared residual divided by that member's median squared residual of the
     feature on the training rows), averaged over members (RandNet, Chen et
-    al. 2017, with per-feature standardisation). ``score_samples`` is minus that score, and
-    ``predict`` gives +1 / -1 with scikit-learn's outlier contract.
+    al. 2017, with per-feature standardisation). ``score_samples`` is minus
+    that score, and ``predict`` gives +1 / -1 with scikit-learn's outlier
+    contract.
 
     Parameters
     ----------
@@ -312,8 +313,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
 
         A member's error of a row is the mean over the member's features of
         the squared residual divided by ``error_scale_`` (that member's median
-        squared residual of the feature on the training rows); before the
-        scales exist (``_finish``), of the plain squared residual.
+        squared residual of the feature on the training rows).
         """
         n, d = xs.shape
         E = self.n_estimators
