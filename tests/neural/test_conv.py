@@ -277,6 +277,21 @@ def test_quantize_gives_int8_filters_small_and_close(conv_model):
         assert torch.equal(restored(z), q.decoder_(z))
 
 
+@pytest.mark.parametrize("cls", [Autoencoder, VariationalAutoencoder])
+@pytest.mark.parametrize("shape, code", [((1, 28, 28), 8), ((3, 16, 16), 8)])
+def test_quantized_size_counts_map_channels_not_flattened_features(cls, shape, code):
+    # Next to the flattened maps (48 x 7 x 7 = 2,352 features for 1x28x28) one float scale per
+    # feature outweighed the int8 codes: 0.37x (1x28x28, code 8) and 0.325x (3x16x16) before
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((240, 6)) @ rng.standard_normal((6, int(np.prod(shape))))
+    model = cls(code, architecture="conv", image_shape=shape, max_epochs=3, random_state=0).fit(X[:200])
+    q = model.quantize(X[:200])
+    assert q.model_size_bytes_ <= 0.3 * model.model_size_bytes_
+    assert q.encoder_.head[1].input_scale.shape == (48,) and q.decoder_.head[0].weight_scale.shape == (48,)
+    Z, Z_q = model.transform(X[200:]), q.transform(X[200:])
+    assert 0 < np.linalg.norm(Z_q - Z) / np.linalg.norm(Z) < 0.03
+
+
 def test_quantized_conv_equals_torch_fake_quantized_conv():
     torch.manual_seed(0)  # test data only: the estimators never use the global stream
     conv = torch.nn.Conv2d(3, 5, 3, padding=1)

@@ -396,6 +396,52 @@ def test_quantize_model_equals_torch_reference(n_bits, granularity):
         torch.testing.assert_close(q(X), out, rtol=0, atol=0)  # deterministic
 
 
+def test_linears_next_to_feature_maps_have_one_range_per_map_channel():
+    # A Linear reading a flattened (3, 2, 2) map (input_channels=3) gets one input range per map
+    # channel; one whose 8 outputs are unflattened into 2 maps (output_channels=2) one weight scale
+    # per map, each shared by that channel's consecutive features (C order)
+    n_bits, qmax = 8, 127
+    net = _mlp([12, 8, 8], _gen(5))
+    net[0].input_channels = 3
+    net[2].output_channels = 2
+    X = _randn(64, 12) * torch.arange(1.0, 13.0)
+    q = quantize_model(net, X, n_bits=n_bits, outliers="saturate")
+    first, second = q[0], q[2]
+    assert first.input_scale.shape == (3,) and first.weight_scale.shape == (8,)
+    assert second.input_scale.shape == (8,) and second.weight_scale.shape == (2,)
+    # input ranges: min-max over each map channel's 4 features, asymmetric
+    a = X.double().numpy().reshape(64, 3, 4)
+    s, z = calculate_qparams(a.min(axis=(0, 2)), a.max(axis=(0, 2)), n_bits=n_bits, scheme="asymmetric")
+    np.testing.assert_array_equal(first.input_scale.numpy(), s)
+    np.testing.assert_array_equal(first.input_zero_point.numpy(), z)
+    x_hat = torch.fake_quantize_per_channel_affine(
+        X, torch.from_numpy(np.repeat(s, 4)), torch.from_numpy(np.repeat(z, 4)), 1, 0, 255
+    )
+    torch.testing.assert_close(first(X), F.linear(x_hat, first.weight, net[0].bias.detach()), rtol=0, atol=0)
+    # weight scales: symmetric min-max over each map's 4 rows
+    w = net[2].weight.detach()
+    scale = torch.from_numpy(_sym_scale(w.reshape(2, -1), n_bits)).repeat_interleave(4)
+    codes = torch.round(w / scale[:, None]).clamp(-qmax, qmax).to(torch.int8)
+    assert torch.equal(second.weight_codes, codes)
+    torch.testing.assert_close(second.weight, codes.float() * scale[:, None], rtol=0, atol=0)
+    # the layout survives pickling and quantized_structure
+    again = pickle.loads(pickle.dumps(q))
+    torch.testing.assert_close(again(X), q(X), rtol=0, atol=0)
+    restored = quantized_structure(net, outliers="saturate")
+    restored.load_state_dict(q.state_dict())
+    torch.testing.assert_close(restored(X), q(X), rtol=0, atol=0)
+    # a QuantizedLinear pickled before these layouts existed loads as per feature
+    old = QuantizedLinear.from_linear(net[0], input_scale=0.1, input_zero_point=3)
+    del old.input_channels, old.output_channels
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.input_channels is None and loaded.output_channels is None
+    torch.testing.assert_close(loaded(X), old(X), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="input_channels must be a positive int that divides in_features=12"):
+        QuantizedLinear(12, 8, input_channels=5)
+    with pytest.raises(ValueError, match="output_channels must be a positive int that divides out_features=8"):
+        QuantizedLinear(12, 8, output_channels=0)
+
+
 def test_quantize_model_does_not_modify_its_input():
     net = torch.nn.Sequential(_mlp([6, 8, 4], _gen()), torch.nn.Dropout(0.5))
     net.train()

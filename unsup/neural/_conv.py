@@ -132,6 +132,7 @@ class ConvEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         h, w = sizes[-1]
         self.head = nn.Sequential(nn.Flatten(), _make(nn.Linear, generator, c_in * h * w, out_features))
+        self.head[1].input_channels = c_in  # reads a flattened map: int8 input ranges per map channel
 
     def forward(self, x: torch.Tensor, return_skips: bool = False):
         x = self.unflatten(x)
@@ -164,6 +165,7 @@ class ConvDecoder(nn.Module):
             *_activation(activation, dropout),
             nn.Unflatten(1, (c_last, h, w)),
         )
+        self.head[0].output_channels = c_last  # feeds maps: int8 weight scales per map channel
         outs = [image_shape[0], *channels[:-1]]
         blocks = []
         for i in reversed(range(len(channels))):

@@ -557,11 +557,20 @@ class QuantizedLinear(torch.nn.Module):
 
     - ``weight_codes`` : int8 of shape (out_features, in_features) — per
       output channel, symmetric, in ``±(2ⁿ⁻¹ − 1)``;
-    - ``weight_scale`` : float32 of shape (out_features,);
+    - ``weight_scale`` : float32 of shape (out_features,), or
+      (output_channels,);
     - ``bias`` : float32 of shape (out_features,), or None;
     - ``input_scale`` : float32, ``input_zero_point`` : uint8 — the static,
       asymmetric quantizer of the input, of shape (in_features,) per channel
-      (one range per input feature) or () per tensor.
+      (one range per input feature), (input_channels,), or () per tensor.
+
+    Next to a convolution's feature maps the "channels" are the maps': a
+    layer reading a flattened ``(C, H, W)`` map (``input_channels=C``) gets one
+    input range per map channel, and one whose output is unflattened into
+    ``C`` maps (``output_channels=C``) one weight scale per map, each shared by
+    the ``H × W`` consecutive features (C order) of that channel, as for the
+    convolutions themselves; per flattened feature these scales would
+    outweigh the int8 codes of a small network.
 
     The forward quantizes the input to its ``n_bits`` codes and back,
     ``x̂ = s_x (clamp(round(x / s_x) + z_x, 0, 2ⁿ − 1) − z_x)``, dequantizes
@@ -590,6 +599,12 @@ class QuantizedLinear(torch.nn.Module):
         Of the input quantizer.
     outliers : {"float", "saturate"}, default="float"
         What becomes of an input value outside the calibrated range.
+    input_channels : int, default=None
+        The input is a flattened map of this many channels (C order): one
+        input range per channel (with ``granularity="per_channel"``).
+    output_channels : int, default=None
+        The output is unflattened into this many channels: one weight scale
+        per channel.
     device : torch.device, default=None
 
     Examples
@@ -618,6 +633,8 @@ class QuantizedLinear(torch.nn.Module):
         n_bits: int = 8,
         granularity: str = "per_channel",
         outliers: str = "float",
+        input_channels: int | None = None,
+        output_channels: int | None = None,
         device=None,
     ):
         super().__init__()
@@ -626,9 +643,13 @@ class QuantizedLinear(torch.nn.Module):
         _check_option(outliers, OUTLIER_MODES, "outliers")
         self.in_features, self.out_features, self.n_bits = int(in_features), int(out_features), int(n_bits)
         self.granularity, self.outliers = granularity, outliers
-        shape = (in_features,) if granularity == "per_channel" else ()
+        self.input_channels = _map_channels(input_channels, self.in_features, "input_channels", "in_features")
+        self.output_channels = _map_channels(output_channels, self.out_features, "output_channels", "out_features")
+        shape = (self.input_channels or in_features,) if granularity == "per_channel" else ()
         self.register_buffer("weight_codes", torch.zeros((out_features, in_features), dtype=torch.int8, device=device))
-        self.register_buffer("weight_scale", torch.ones(out_features, dtype=torch.float32, device=device))
+        self.register_buffer(
+            "weight_scale", torch.ones(self.output_channels or out_features, dtype=torch.float32, device=device)
+        )
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.float32, device=device) if bias else None)
         self.register_buffer("input_scale", torch.ones(shape, dtype=torch.float32, device=device))
         self.register_buffer("input_zero_point", torch.zeros(shape, dtype=torch.uint8, device=device))
@@ -643,6 +664,8 @@ class QuantizedLinear(torch.nn.Module):
         input_zero_point=0,
         granularity: str = "per_channel",
         outliers: str = "float",
+        input_channels: int | None = None,
+        output_channels: int | None = None,
     ) -> QuantizedLinear:
         """Quantize ``linear``'s weight per output channel (min-max, symmetric).
 
@@ -650,21 +673,25 @@ class QuantizedLinear(torch.nn.Module):
         ----------
         linear : torch.nn.Linear
         n_bits : int, default=8
-        input_scale : float or array-like of shape (in_features,)
+        input_scale : float or array-like of shape (in_features,) or (input_channels,)
             The calibrated scale(s) of the input (positive).
-        input_zero_point : int or array-like of shape (in_features,)
+        input_zero_point : int or array-like of the shape of ``input_scale``
             The calibrated zero point(s) of the input, in ``[0, 2ⁿ − 1]``.
-        granularity, outliers
+        granularity, outliers, input_channels, output_channels
             See the class.
         """
         weight = linear.weight.detach()
         new = cls(
             linear.in_features, linear.out_features, linear.bias is not None,
-            n_bits=n_bits, granularity=granularity, outliers=outliers, device=weight.device,
+            n_bits=n_bits, granularity=granularity, outliers=outliers, input_channels=input_channels,
+            output_channels=output_channels, device=weight.device,
         )
-        scale = _weight_scale(weight, n_bits, 0)
+        groups = new.weight_scale.numel()
+        scale = _weight_scale(weight.reshape(groups, -1), n_bits, 0)
         with torch.no_grad():
-            new.weight_codes.copy_(quantize(weight, scale, 0, n_bits=n_bits, scheme="symmetric", axis=0))
+            new.weight_codes.copy_(quantize(
+                weight, np.repeat(scale, linear.out_features // groups), 0, n_bits=n_bits, scheme="symmetric", axis=0
+            ))
             new.weight_scale.copy_(torch.from_numpy(scale))
             if linear.bias is not None:
                 new.bias.copy_(linear.bias.detach())
@@ -686,22 +713,21 @@ class QuantizedLinear(torch.nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The dequantized weight ``s_w ⊙ W_q``, float32 of shape (out_features, in_features)."""
-        return dequantize(self.weight_codes, self.weight_scale, 0, axis=0)
+        return dequantize(self.weight_codes, _per_feature(self.weight_scale, self.out_features), 0, axis=0)
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
         """``x̂``: the input through its quantizer (out-of-range values as ``outliers`` says)."""
         axis = -1 if self.granularity == "per_channel" else None
-        zero_point = self.input_zero_point.to(torch.int32)
-        x_hat = fake_quantize(
-            x, self.input_scale, zero_point, n_bits=self.n_bits, scheme="asymmetric", axis=axis
-        )
+        scale = _per_feature(self.input_scale, self.in_features)
+        zero_point = _per_feature(self.input_zero_point, self.in_features).to(torch.int32)
+        x_hat = fake_quantize(x, scale, zero_point, n_bits=self.n_bits, scheme="asymmetric", axis=axis)
         if self.outliers == "saturate":
             return x_hat
         # Inside the calibrated range the error is at most one step (half a step of
         # rounding, plus up to half a step where the rounded zero point shifts the
         # grid): a larger error means the value saturated, far outside the range.
         x = x.to(x_hat.dtype)
-        return torch.where((x - x_hat).abs() > self.input_scale.to(x_hat.dtype), x, x_hat)
+        return torch.where((x - x_hat).abs() > scale.to(x_hat.dtype), x, x_hat)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_hat = self.quantize_input(x)
@@ -714,7 +740,29 @@ class QuantizedLinear(torch.nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}, n_bits={self.n_bits}, granularity={self.granularity!r}, "
             f"outliers={self.outliers!r}"
+            + "".join(f", {k}={getattr(self, k)}" for k in ("input_channels", "output_channels") if getattr(self, k))
         )
+
+    def __setstate__(self, state):
+        state.setdefault("input_channels", None)  # pickled by an earlier version: per feature
+        state.setdefault("output_channels", None)
+        super().__setstate__(state)
+
+
+def _map_channels(channels, features, name, of):
+    """``channels`` of a flattened map checked to divide ``features`` (None: per feature)."""
+    if channels is None:
+        return None
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1 or features % channels:
+        raise ValueError(f"{name} must be a positive int that divides {of}={features}; got {channels!r}.")
+    return int(channels)
+
+
+def _per_feature(values: torch.Tensor, features: int) -> torch.Tensor:
+    """Per-channel values of a flattened map repeated over each channel's features (C order)."""
+    if values.dim() == 1 and values.numel() != features:
+        return values.repeat_interleave(features // values.numel())
+    return values
 
 
 def _check_option(value, options, name):
@@ -766,6 +814,7 @@ def quantized_structure(
     def make(_, lin):
         if not isinstance(lin, torch.nn.Linear):  # a convolution
             return _conv_classes(lin)[1](lin, n_bits=n_bits, granularity=granularity, outliers=outliers)
+        input_channels, output_channels = _map_channel_counts(lin)
         return QuantizedLinear(
             lin.in_features,
             lin.out_features,
@@ -773,6 +822,8 @@ def quantized_structure(
             n_bits=n_bits,
             granularity=granularity,
             outliers=outliers,
+            input_channels=input_channels,
+            output_channels=output_channels,
             device=lin.weight.device,
         )
 
@@ -780,13 +831,26 @@ def quantized_structure(
     return model.eval()
 
 
-def _observing_hook(observer: Observer) -> Callable:
-    """A forward pre-hook that feeds a Linear's input to ``observer``."""
+def _observing_hook(observer: Observer, map_channels: int | None = None) -> Callable:
+    """A forward pre-hook that feeds a layer's input to ``observer`` (a flattened map as (n, C, H * W))."""
 
     def hook(_module, args):
-        observer.update(args[0].detach())
+        x = args[0].detach()
+        observer.update(x if map_channels is None else x.reshape(x.shape[0], map_channels, -1))
 
     return hook
+
+
+def _map_channel_counts(layer) -> tuple[int | None, int | None]:
+    """``(input_channels, output_channels)`` a ``Linear`` next to feature maps declares (None: per feature).
+
+    The convolutional autoencoders' factory sets them on the ``Linear`` that
+    reads the encoder's flattened map (``input_channels``) and on the one whose
+    output the decoder unflattens (``output_channels``).
+    """
+    if not isinstance(layer, torch.nn.Linear) or isinstance(layer, _FAKE_QUANT_TYPES):
+        return None, None
+    return getattr(layer, "input_channels", None), getattr(layer, "output_channels", None)
 
 
 def _default_forward(module, X):
@@ -819,6 +883,13 @@ def quantize_model(
     Other submodules (activations, dropout, a :class:`LatentFakeQuantize`,
     custom containers with several heads) are kept as they are. The result is
     in eval mode, so its forward is deterministic.
+
+    A ``Linear`` next to convolutional feature maps may say so with an
+    attribute: ``input_channels = C`` when its input is a flattened ``(C, H,
+    W)`` map (one input range per map channel, with ``granularity=
+    "per_channel"``), ``output_channels = C`` when its output is unflattened
+    into ``C`` maps (one weight scale per map); see :class:`QuantizedLinear`.
+    The convolutional autoencoders set both on their heads.
 
     Parameters
     ----------
@@ -889,14 +960,17 @@ def quantize_model(
     linears = [(name, m) for name, m in model.named_modules() if isinstance(m, _WEIGHT_TYPES)]
     if not linears:
         raise ValueError("The module has no torch.nn.Linear (or Conv2d, ConvTranspose2d) layer to quantize.")
-    observers = {  # the input's channel axis: the last for a Linear, 1 (of n, C, H, W) for a convolution
+    # the input's channel axis: the last for a Linear, 1 of (n, C, H, W) for a convolution and of
+    # (n, C, H * W) for a Linear reading a flattened map of C channels (``input_channels``)
+    maps = {name: _map_channel_counts(m) for name, m in linears}
+    observers = {
         name: get_observer(
             observer, n_bits=n_bits, scheme="asymmetric", granularity=granularity,
-            axis=-1 if isinstance(m, torch.nn.Linear) else 1,
+            axis=-1 if isinstance(m, torch.nn.Linear) and maps[name][0] is None else 1,
         )
         for name, m in linears
     }
-    hooks = [m.register_forward_pre_hook(_observing_hook(observers[name])) for name, m in linears]
+    hooks = [m.register_forward_pre_hook(_observing_hook(observers[name], maps[name][0])) for name, m in linears]
     try:
         with torch.no_grad():
             for start in range(0, X.shape[0], batch_size):
@@ -920,6 +994,7 @@ def quantize_model(
             input_zero_point=qparams[name][1],
             granularity=granularity,
             outliers=outliers,
+            maps=maps[name],
         ),
         types=_WEIGHT_TYPES,
     )
@@ -1136,12 +1211,12 @@ def _conv_classes(layer) -> tuple[type, type]:
     return FakeQuantConv2d, QuantizedConv2d
 
 
-def _quantized_layer(layer, *, n_bits, input_scale, input_zero_point, granularity, outliers):
+def _quantized_layer(layer, *, n_bits, input_scale, input_zero_point, granularity, outliers, maps=(None, None)):
     """The post-training-quantized version of a ``Linear``, ``Conv2d`` or ``ConvTranspose2d``."""
     kwargs = dict(
         n_bits=n_bits, input_scale=input_scale, input_zero_point=input_zero_point, granularity=granularity,
         outliers=outliers,
     )
     if isinstance(layer, torch.nn.Linear):
-        return QuantizedLinear.from_linear(layer, **kwargs)
+        return QuantizedLinear.from_linear(layer, **kwargs, input_channels=maps[0], output_channels=maps[1])
     return _conv_classes(layer)[1].from_conv(layer, **kwargs)
