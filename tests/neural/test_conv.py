@@ -292,6 +292,20 @@ def test_quantized_size_counts_map_channels_not_flattened_features(cls, shape, c
     assert 0 < np.linalg.norm(Z_q - Z) / np.linalg.norm(Z) < 0.03
 
 
+def test_qat_heads_train_on_the_grid_of_their_int8_copy():
+    # With qat=, the decoder's first Linear fake-quantizes its weight with one scale per map
+    # channel during training, the grid its post-training copy then uses: the weights are equal
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((240, 6)) @ rng.standard_normal((6, 784))
+    model = Autoencoder(8, architecture="conv", image_shape=(1, 28, 28), max_epochs=2, random_state=0, qat={})
+    model.fit(X[:200])
+    q = model.quantize(X[:200])
+    head, q_head = model.decoder_.head[0], q.decoder_.head[0]
+    assert head.output_channels == 48 and model.encoder_.head[1].input_channels == 48
+    assert torch.equal(head.quantized_weight().detach(), q_head.weight)
+    assert q.model_size_bytes_ <= 0.3 * model.model_size_bytes_
+
+
 def test_quantized_conv_equals_torch_fake_quantized_conv():
     torch.manual_seed(0)  # test data only: the estimators never use the global stream
     conv = torch.nn.Conv2d(3, 5, 3, padding=1)

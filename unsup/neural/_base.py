@@ -734,8 +734,8 @@ class BaseNeuralEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Sco
 
         Every ``Linear`` layer of the encoder and the decoder gets per-channel
         symmetric integer weights of ``n_bits`` bits (stored as int8), every
-        ``Conv2d`` and ``ConvTranspose2d`` per output channel (per filter) (the
-        ``Linear`` layers next to feature maps: one scale or range per map
+        ``Conv2d`` and ``ConvTranspose2d`` per output channel (per filter; the
+        ``Linear`` layers next to feature maps one scale or range per map
         channel), and activation ranges calibrated by running
         ``X_calibration`` through the network: the encoder on ``X_calibration``, the decoder on the
         quantized encoder's codes of it. The copy's ``transform``,

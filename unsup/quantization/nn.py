@@ -318,11 +318,21 @@ class FakeQuantLinear(torch.nn.Linear):
         The ``weight`` and ``bias`` are the same ``Parameter`` objects, so an
         optimiser built on the original module keeps updating them.
         """
-        return _sharing_parameters(cls, linear, ("in_features", "out_features"), n_bits)
+        return _sharing_parameters(
+            cls, linear, ("in_features", "out_features", "input_channels", "output_channels"), n_bits
+        )
 
     def quantized_weight(self) -> torch.Tensor:
-        """``Ŵ``: the weight fake-quantized per row (straight-through gradient)."""
-        return _fake_quantize_weight(self.weight, self.n_bits, 0)
+        """``Ŵ``: the weight fake-quantized per row (straight-through gradient).
+
+        A layer whose output feeds ``output_channels`` feature maps (see
+        :class:`QuantizedLinear`) shares one scale among each map's rows, as
+        its post-training copy will.
+        """
+        groups = getattr(self, "output_channels", None)
+        if not groups:
+            return _fake_quantize_weight(self.weight, self.n_bits, 0)
+        return _fake_quantize_weight(self.weight.reshape(groups, -1), self.n_bits, 0).reshape(self.weight.shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.quantized_weight(), self.bias)
@@ -848,7 +858,7 @@ def _map_channel_counts(layer) -> tuple[int | None, int | None]:
     reads the encoder's flattened map (``input_channels``) and on the one whose
     output the decoder unflattens (``output_channels``).
     """
-    if not isinstance(layer, torch.nn.Linear) or isinstance(layer, _FAKE_QUANT_TYPES):
+    if not isinstance(layer, torch.nn.Linear):
         return None, None
     return getattr(layer, "input_channels", None), getattr(layer, "output_channels", None)
 
