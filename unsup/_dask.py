@@ -752,8 +752,9 @@ def _modes_block(X, w, start, spec, centres, max_values):
     counts = np.zeros(k * d * nv)
     m = min(k, len(X))
     far_cost, far_index, far_rows = np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, d), dtype=spec[2])
+    cost = _cost_metric(spec)
     for a, Xs, ws in _sub_blocks(X, w, spec, np.float64):
-        labels, mins = _argmin_min(Xs, centres, _cost_metric(spec))
+        labels, mins = _argmin_min(Xs, centres, cost)
         codes = np.searchsorted(values, Xs)
         flat = ((labels[:, None] * d + np.arange(d)) * nv + codes).ravel()
         counts += np.bincount(flat, weights=np.repeat(ws, d), minlength=k * d * nv)
