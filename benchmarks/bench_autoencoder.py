@@ -156,13 +156,20 @@ def find_adbench():
     return None
 
 
+def adbench_files(path, quick, n_quick=1):
+    """The ADBench files by name; for ``--quick`` only the ``n_quick`` smallest (a smoke run, seconds not minutes)."""
+    if quick:
+        return sorted(sorted(path.glob("*.npz"), key=lambda p: p.stat().st_size)[:n_quick])
+    return sorted(path.glob("*.npz"))
+
+
 def anomaly(quick, device):
     path = find_adbench()
     if path is None:
         print("\nAnomaly detection: no ADBench data found (set UNSUP_DATA, or put the .npz files in "
               "../shared/data/adbench); skipped. ratio n/a")
         return
-    files = sorted(path.glob("*.npz"))[: 1 if quick else None]
+    files = adbench_files(path, quick)
     extra = {"max_epochs": 2} if quick else {}
     print(f"\nAnomaly detection, ROC AUC of -score_samples (fit on all X), data from {path}")
     names = ["Autoencoder", "VAE", "PCA(2) error", "IsolationForest"]

@@ -57,7 +57,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import parser  # noqa: E402
-from bench_autoencoder import find_adbench  # noqa: E402
+from bench_autoencoder import adbench_files, find_adbench  # noqa: E402
 
 from unsup.neural import Autoencoder, VariationalAutoencoder  # noqa: E402
 
@@ -136,7 +136,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     extra = {"max_epochs": 2} if args.quick else {}
     path = find_adbench()
-    files = sorted(path.glob("*.npz"))[: 1 if args.quick else None] if path is not None else []
+    files = adbench_files(path, args.quick) if path is not None else []
     if path is None:
         print("ADBench data not found (set UNSUP_DATA, or put the .npz files in ../shared/data/adbench): "
               "ADBench columns skipped.")
