@@ -1,8 +1,9 @@
 """Convolutional autoencoders on the digits: reconstructions, the latent map, VAE samples and interpolation.
 
 The 8x8 digits are rows of 64 pixels; ``architecture="conv"`` with
-``image_shape=(1, 8, 8)`` reads them as images (two convolution blocks with
-max-pooling, a code, a mirrored decoder with upsampling). The script prints
+``image_shape=(1, 8, 8)`` reads them as images (two stride-2 convolution
+blocks, a code, a mirrored decoder of upsampling and convolutions, and an
+output convolution). The script prints
 the held-out reconstruction error of the convolutional autoencoder, the fully
 connected one and PCA with the same code size, and the int8 copy's size and
 code error; it draws the reconstructions beside the originals, the latent map,

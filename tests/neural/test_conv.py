@@ -64,10 +64,13 @@ def test_transform_is_the_plain_torch_network_on_c_order_images():
         h = F.max_pool2d(F.relu(F.conv2d(x, c1.weight, c1.bias, padding=1)), 2)
         h = F.max_pool2d(F.relu(F.conv2d(h, c2.weight, c2.bias, padding=1)), 2)
         z = F.linear(h.flatten(1), lin.weight, lin.bias)
-        d_lin, d1, d2 = dec.head[0], dec.blocks[0][1], dec.blocks[1][1]
+        # the decoder mirrors the encoder's channels (8 -> 4 -> 4), then a same convolution outputs the image
+        d_lin, d1, d2, out = dec.head[0], dec.blocks[0][1], dec.blocks[1][1], dec.blocks[1][3]
+        assert (d1.out_channels, d2.out_channels, out.in_channels, out.out_channels) == (4, 4, 4, 1)
         y = F.relu(F.linear(z, d_lin.weight, d_lin.bias)).reshape(-1, 8, 2, 2)
         y = F.relu(F.conv2d(F.interpolate(y, size=(4, 4)), d1.weight, d1.bias, padding=1))
-        y = F.conv2d(F.interpolate(y, size=(8, 8)), d2.weight, d2.bias, padding=1).flatten(1)
+        y = F.relu(F.conv2d(F.interpolate(y, size=(8, 8)), d2.weight, d2.bias, padding=1))
+        y = F.conv2d(y, out.weight, out.bias, padding=1).flatten(1)
     np.testing.assert_allclose(ae.transform(X_TEST), z.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ae.inverse_transform(z.numpy()), y.numpy() + ae.mean_, rtol=1e-4, atol=1e-5)
 
@@ -102,13 +105,13 @@ def test_conv_learns_digits():
 
 
 def test_inference_chunks_fit_the_widest_activation():
-    # Feature maps are many times wider than a row: conv inference runs a few hundred rows a pass
+    # Feature maps are many times wider than a row: conv inference runs a few dozen rows a pass
     # (4,096 rows of 24 x 14 x 14 maps ran 2.5x slower than 256), a narrow MLP the full 4,096.
     X = np.random.default_rng(0).random((300, 784), dtype=np.float32)
     conv = Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), max_epochs=1, random_state=0)
     conv.fit(X)
-    widest = 24 * 14 * 14  # the first block's output of one row
-    assert conv._forward_rows(10**6) == (3 << 19) // widest // 16 * 16 == 320
+    widest = 32 * 28 * 28  # the decoder's last block, at full resolution, of one row
+    assert conv._forward_rows(10**6) == (3 << 19) // widest // 16 * 16 == 48
     mlp = Autoencoder(2, hidden_layer_sizes=(256, 128), max_epochs=1, random_state=0).fit(X_TRAIN)
     assert mlp._forward_rows(10**6) == 4096
     assert conv._forward_rows(16) == mlp._forward_rows(16) == 4096  # one padded pass
@@ -125,7 +128,7 @@ def test_inference_chunks_fit_the_widest_activation():
     old = Autoencoder.__new__(Autoencoder)
     old.__setstate__(state)
     assert old._profile == conv._profile
-    # chunking changes no result: 1,000 rows in 320-row passes equal each row's own pass
+    # chunking changes no result: 1,000 rows in 48-row passes equal each row's own pass
     big = np.random.default_rng(1).random((1000, 784), dtype=np.float32)
     per_row = np.vstack([conv.transform(big[i : i + 1]) for i in range(0, 1000, 97)])
     np.testing.assert_allclose(conv.transform(big)[::97], per_row, rtol=1e-5, atol=1e-6)
@@ -136,15 +139,18 @@ def test_thread_choice_counts_a_convolution_multiply_adds(monkeypatch):
     # input pixel; a fully connected layer's weights once. Quantized layers (int8 codes) count the same.
     X = np.random.default_rng(0).random((300, 784), dtype=np.float32)
     conv = Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), max_epochs=1, random_state=0).fit(X)
-    macs = 2 * (24 * 9 * 14 * 14 + 48 * 24 * 9 * 7 * 7 + 2352 * 16)
-    assert conv._profile == (24 * 14 * 14, macs)
-    assert conv.quantize(X[:100])._measure_profile(784) == (24 * 14 * 14, macs)
+    # encoder: stride-2 convolutions 1 -> 32 (14 x 14 out), 32 -> 64 (7 x 7), Linear 3136 -> 16; decoder: Linear
+    # 16 -> 3136, upsampling then convolutions 64 -> 32 (14 x 14), 32 -> 32 (28 x 28), the output one 32 -> 1
+    macs = (32 * 9 * 14 * 14 + 64 * 32 * 9 * 7 * 7 + 3136 * 16
+            + 16 * 3136 + 64 * 32 * 9 * 14 * 14 + 32 * 32 * 9 * 28 * 28 + 32 * 9 * 28 * 28)
+    assert conv._profile == (32 * 28 * 28, macs)
+    assert conv.quantize(X[:100])._measure_profile(784) == (32 * 28 * 28, macs)
     mlp = Autoencoder(2, hidden_layer_sizes=(256, 128), max_epochs=1, random_state=0).fit(X_TRAIN)
     assert mlp._profile == (256, 2 * (64 * 256 + 256 * 128 + 128 * 2))
     # with skip connections the decoder's blocks take the joined maps: twice the widest block output
     skips = Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), skip_connections=True, max_epochs=1,
                         random_state=0).fit(X)
-    assert skips._profile[0] == 2 * 24 * 14 * 14
+    assert skips._profile[0] == 2 * 32 * 28 * 28
 
     seen = []
     initialise = Autoencoder._initialise
@@ -160,14 +166,13 @@ def test_thread_choice_counts_a_convolution_multiply_adds(monkeypatch):
 
     monkeypatch.setattr(Autoencoder, "_initialise", watched)
     available = torch.get_num_threads()
-    # 256 rows x 1.18M multiply-adds: under 2 x 2**28, one thread (weights alone would say 99k a row)
-    Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), batch_size=256, max_epochs=1, random_state=0).fit(X)
+    # 16 rows x 12.1M multiply-adds: under 2 x 2**28, one thread (weights alone would say 123k a row)
+    Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), batch_size=16, max_epochs=1, random_state=0).fit(X)
     assert seen[0] == 1
-    # pooling convolves at full resolution: 4.48M a row, 1.15G a batch, up to 4 threads
+    # a batch of 256: 3.1G, up to 11 threads
     seen.clear()
-    Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), downsampling="pool", upsampling="upsample",
-                batch_size=256, max_epochs=1, random_state=0).fit(X)
-    assert seen[0] == min(available, 4)
+    Autoencoder(16, architecture="conv", image_shape=(1, 28, 28), batch_size=256, max_epochs=1, random_state=0).fit(X)
+    assert seen[0] == min(available, 11)
     assert torch.get_num_threads() == available
 
 
@@ -249,18 +254,20 @@ def test_bad_choices_in_sklearn_words():
 # ------------------------------------------------------------------ quantization
 
 
-@pytest.fixture(scope="module")
-def conv_model():
-    return Autoencoder(n_components=8, architecture="conv", image_shape=SHAPE, max_epochs=20, random_state=0).fit(
-        X_TRAIN
-    )
+@pytest.fixture(scope="module", params=["upsample", "transpose"])
+def conv_model(request):
+    return Autoencoder(n_components=8, architecture="conv", image_shape=SHAPE, upsampling=request.param,
+                       max_epochs=20, random_state=0).fit(X_TRAIN)
 
 
 def test_quantize_gives_int8_filters_small_and_close(conv_model):
     q = conv_model.quantize(X_TRAIN)
-    convs = _conv_layers(q.encoder_, QuantizedConv2d) + _conv_layers(q.decoder_, QuantizedConvTranspose2d)
-    assert len(convs) == 4 and not _conv_layers(q.encoder_, torch.nn.Conv2d)
-    assert not _conv_layers(q.decoder_, torch.nn.ConvTranspose2d)
+    quantized = (QuantizedConv2d, QuantizedConvTranspose2d)
+    convs = _conv_layers(q.encoder_, quantized) + _conv_layers(q.decoder_, quantized)
+    # two encoder blocks, two decoder blocks and the decoder's output convolution
+    transposed = conv_model.upsampling == "transpose"
+    assert len(convs) == 5 and len(_conv_layers(q.decoder_, QuantizedConvTranspose2d)) == (2 if transposed else 0)
+    assert not [m for net in (q.encoder_, q.decoder_) for m in _conv_layers(net, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
     for layer in convs:
         assert layer.weight_codes.dtype == torch.int8
         assert layer.weight_scale.shape == (layer.out_channels,)  # one scale per filter
@@ -280,14 +287,15 @@ def test_quantize_gives_int8_filters_small_and_close(conv_model):
 @pytest.mark.parametrize("cls", [Autoencoder, VariationalAutoencoder])
 @pytest.mark.parametrize("shape, code", [((1, 28, 28), 8), ((3, 16, 16), 8)])
 def test_quantized_size_counts_map_channels_not_flattened_features(cls, shape, code):
-    # Next to the flattened maps (48 x 7 x 7 = 2,352 features for 1x28x28) one float scale per
-    # feature outweighed the int8 codes: 0.37x (1x28x28, code 8) and 0.325x (3x16x16) before
+    # Next to the flattened maps (64 x 7 x 7 = 3,136 features for 1x28x28) one float scale per
+    # feature outweighed the int8 codes: 0.37x (1x28x28, code 8) and 0.325x (3x16x16) before, with
+    # the former (24, 48) channels
     rng = np.random.default_rng(0)
     X = rng.standard_normal((240, 6)) @ rng.standard_normal((6, int(np.prod(shape))))
     model = cls(code, architecture="conv", image_shape=shape, max_epochs=3, random_state=0).fit(X[:200])
     q = model.quantize(X[:200])
     assert q.model_size_bytes_ <= 0.3 * model.model_size_bytes_
-    assert q.encoder_.head[1].input_scale.shape == (48,) and q.decoder_.head[0].weight_scale.shape == (48,)
+    assert q.encoder_.head[1].input_scale.shape == (64,) and q.decoder_.head[0].weight_scale.shape == (64,)
     Z, Z_q = model.transform(X[200:]), q.transform(X[200:])
     assert 0 < np.linalg.norm(Z_q - Z) / np.linalg.norm(Z) < 0.03
 
@@ -301,7 +309,7 @@ def test_qat_heads_train_on_the_grid_of_their_int8_copy():
     model.fit(X[:200])
     q = model.quantize(X[:200])
     head, q_head = model.decoder_.head[0], q.decoder_.head[0]
-    assert head.output_channels == 48 and model.encoder_.head[1].input_channels == 48
+    assert head.output_channels == 64 and model.encoder_.head[1].input_channels == 64
     assert torch.equal(head.quantized_weight().detach(), q_head.weight)
     assert q.model_size_bytes_ <= 0.3 * model.model_size_bytes_
 

@@ -56,23 +56,25 @@ class Autoencoder(BaseNeuralEstimator):
         ``(C, H, W)`` of the images (``architecture="conv"``): each row of
         ``X`` is an image flattened in C order, ``C * H * W == n_features``.
         ``None``: each row is a 1-d signal, ``(1, 1, n_features)``.
-    conv_channels : int or tuple of int, default=(24, 48)
+    conv_channels : int or tuple of int, default=(32, 64)
         Output channels of each encoder block (``architecture="conv"``).
         The default was tuned on the digits (``benchmarks/bench_conv.py``):
-        it reconstructs better than the fully connected default with fewer
-        parameters (24,537 against 34,248 for 8x8 images and 8 components).
+        it reconstructs better than the fully connected default with half
+        its parameters (51,177 against 101,192 for 8x8 images and 8
+        components).
     kernel_size : int, default=3
         Side of the (odd, ``same``-padded) convolution filters.
     downsampling : {"pool", "stride"}, default="stride"
         Each encoder block halves the image with a 2x2 max-pool after its
         convolution (``"pool"``) or with a stride-2 convolution (``"stride"``).
-    upsampling : {"upsample", "transpose"}, default="transpose"
+    upsampling : {"upsample", "transpose"}, default="upsample"
         Each decoder block doubles the image with nearest-neighbour
         upsampling then a convolution (``"upsample"``) or with a stride-2
-        transposed convolution (``"transpose"``). The learned resampling of
-        the defaults (``"stride"``, ``"transpose"``) reconstructed the digits
-        better than pooling and upsampling (held-out MSE 4.09 against 4.48
-        with the same channels).
+        transposed convolution (``"transpose"``); a last ``same``
+        convolution outputs the image's channels. Upsampling reconstructed
+        the digits better (held-out MSE 0.41-0.44 of PCA(8)'s against
+        0.44-0.45 over three seeds) for more arithmetic (it convolves at
+        every output pixel).
     skip_connections : bool, default=False
         U-Net style: each decoder block also receives the encoder's feature
         map of its size. They bypass the bottleneck, so the reconstruction no
@@ -222,10 +224,10 @@ class Autoencoder(BaseNeuralEstimator):
         activation="relu",
         architecture="mlp",
         image_shape=None,
-        conv_channels=(24, 48),
+        conv_channels=(32, 64),
         kernel_size=3,
         downsampling="stride",
-        upsampling="transpose",
+        upsampling="upsample",
         skip_connections=False,
         kind="undercomplete",
         sparsity=1e-3,
