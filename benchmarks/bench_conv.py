@@ -220,7 +220,7 @@ def main(argv=None):
     if args.only in (None, "patches"):
         patches(args.quick, args.device, args.patches_per_image, args.max_epochs)
     if args.only in (None, "throughput"):
-        throughput(1_000 if args.quick else 60_000, rounds=1 if args.quick else min(args.rounds, 3),
+        throughput(256 if args.quick else 60_000, rounds=1 if args.quick else min(args.rounds, 3),
                    device=args.device, epochs=(1, 2) if args.quick else (1, 3))
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
