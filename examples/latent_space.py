@@ -9,7 +9,8 @@ architecture without labels: ``Autoencoder.score`` is minus the mean
 reconstruction error.
 
 Run: ``python examples/latent_space.py`` (the figure is saved in the folder
-named by ``UNSUP_EXAMPLES_OUT``, or the temporary folder).
+named by ``UNSUP_EXAMPLES_OUT``, or the temporary folder). With
+``UNSUP_EXAMPLES_FAST=1`` (the tests) it takes 600 images and short fits.
 """
 
 import os
@@ -26,11 +27,14 @@ from unsup import Autoencoder
 
 warnings.simplefilter("ignore", ConvergenceWarning)
 
+FAST = os.environ.get("UNSUP_EXAMPLES_FAST") == "1"
 X, y = load_digits(return_X_y=True)
 X = X / 16.0
+if FAST:
+    X, y = X[:600], y[:600]
 
 grid = GridSearchCV(
-    Autoencoder(hidden_layer_sizes=(32,), max_epochs=10, random_state=0),
+    Autoencoder(hidden_layer_sizes=(32,), max_epochs=3 if FAST else 10, random_state=0),
     {"n_components": [2, 8], "kind": ["undercomplete", "denoising"]},
     cv=3,
 ).fit(X)  # no y: the score is the held-out reconstruction
@@ -38,7 +42,7 @@ print("GridSearchCV picks", grid.best_params_, f"(score {grid.best_score_:.3f})"
 
 codes = {}
 for k in (2, 8):
-    ae = Autoencoder(n_components=k, max_epochs=40, random_state=0).fit(X)
+    ae = Autoencoder(n_components=k, max_epochs=10 if FAST else 40, random_state=0).fit(X)
     codes[f"Autoencoder k={k}"] = ae.transform(X)
     codes[f"PCA k={k}"] = PCA(k).fit_transform(X)
 
