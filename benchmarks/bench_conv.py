@@ -112,7 +112,7 @@ def patches(quick, device, per_image=5000, max_epochs=None):
     pca = _mse(PCA(32).fit(Xtr), Xte)
     print(f"\n16x16x3 patches of load_sample_images() / 255 ({len(X)} patches, 80/20 split), code size 32")
     print(f"  {'PCA(32)':40s} {pca:9.6f}")
-    for params in [{}] if quick else [{}, {"conv_channels": (32, 64)}]:
+    for params in [{}] if quick else [{}, {"upsampling": "transpose"}]:
         est = _fit(Autoencoder(32, architecture="conv", image_shape=(3, 16, 16), random_state=0, device=device,
                                **params, **extra), Xtr)
         mse = _mse(est, Xte)
