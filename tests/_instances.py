@@ -26,11 +26,12 @@ TEST_PARAMS: dict[str, dict] = {
 # common checks run on each (the hand-written centre rules, the mini-batch path).
 VARIANTS: dict[str, list[dict]] = {
     # Convolutional networks: one block (the checks' X has as few as 2 features, each row a
-    # 1-d signal with image_shape=None); strided + transposed convolutions (the defaults), and
-    # pooling + upsampling with skip connections (no inverse_transform: the decoder needs the feature maps).
+    # 1-d signal with image_shape=None); strided convolutions + upsampling (the defaults), and
+    # pooling + transposed convolutions with skip connections (no inverse_transform: the decoder
+    # needs the feature maps).
     "Autoencoder": [
         {"architecture": "conv", "conv_channels": (4,)},
-        {"architecture": "conv", "conv_channels": (4,), "downsampling": "pool", "upsampling": "upsample",
+        {"architecture": "conv", "conv_channels": (4,), "downsampling": "pool", "upsampling": "transpose",
          "skip_connections": True},
     ],
     "VariationalAutoencoder": [{"architecture": "conv", "conv_channels": (4,)}],

@@ -197,10 +197,8 @@ class ConvDecoder(nn.Module):
                           output_padding=extra),
                 ]
             layers += _activation(activation, dropout)
-            if i == 0:
-                kernel = _kernel(sizes[0], kernel_size)
-                layers.append(_make(nn.Conv2d, generator, c_out, image_shape[0], kernel,
-                                    padding=tuple(k // 2 for k in kernel)))
+            if i == 0:  # the output layer, on the full-size map: the block's own kernel and padding
+                layers.append(_make(nn.Conv2d, generator, c_out, image_shape[0], kernel, padding=padding))
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.ModuleList(blocks)
         self.flatten = nn.Flatten()
