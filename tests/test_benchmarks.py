@@ -1,11 +1,12 @@
 """Every benchmark script still runs (on small data, ``--quick --rounds 1``).
 
-Timings are never asserted: the figures come from full runs by hand.
+Timings are never asserted: the figures come from full runs by hand. Each
+script runs as ``python SCRIPT --quick --rounds 1`` would, in a child of an
+interpreter that has already imported the heavy libraries (the ``run_script``
+fixture, :mod:`tests._scripts`).
 """
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,8 @@ SCRIPTS = sorted((ROOT / "benchmarks").glob("bench_*.py"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.name for s in SCRIPTS])
-def test_benchmark_runs_quick(script):
-    done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--rounds", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+def test_benchmark_runs_quick(script, run_script):
+    done = run_script([script, "--quick", "--rounds", "1"], cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     if script.name != "bench_anomaly.py":  # its figures: test_anomaly_benchmark_figures_are_in_range
         check_ratios(done.stdout)
@@ -65,13 +63,12 @@ def test_there_are_benchmarks():
     assert any(s.name == "bench_kmeans.py" for s in SCRIPTS)
 
 
-def test_anomaly_benchmark_figures_are_in_range():
+def test_anomaly_benchmark_figures_are_in_range(run_script):
     """The anomaly benchmark's summary lines hold finite AUCs in [0, 1] and ranks in [1, n detectors]."""
     script = ROOT / "benchmarks" / "bench_anomaly.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--quick", "--rounds", "1", "--detectors", "AutoencoderEnsemble",
-         "IsolationForest", "PCA(2) error"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    done = run_script(
+        [script, "--quick", "--rounds", "1", "--detectors", "AutoencoderEnsemble", "IsolationForest", "PCA(2) error"],
+        cwd=ROOT, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     if "No ADBench data found" in done.stdout:

@@ -1,12 +1,12 @@
 """Every script in examples/ runs to completion and prints something.
 
 The scripts are found by glob, so a new example is tested by being added to
-``examples/``, with nothing to register here.
+``examples/``, with nothing to register here. Each runs as ``python SCRIPT``
+would, in a child of an interpreter that has already imported the heavy
+libraries (the ``run_script`` fixture, :mod:`tests._scripts`).
 """
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,10 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_runs(script):
-    result = subprocess.run(
-        [sys.executable, str(script.relative_to(ROOT))],
+def test_example_runs(script, run_script):
+    result = run_script(
+        [script.relative_to(ROOT)],
         cwd=ROOT,
-        capture_output=True,
-        text=True,
         timeout=300,
         # examples that plot must not need a display; long ones take their fast settings
         env={**os.environ, "MPLBACKEND": "Agg", "UNSUP_EXAMPLES_FAST": "1"},
