@@ -153,12 +153,12 @@ class ScriptRunner:
             self.close()
 
     def run(self, argv, *, cwd, env=None, timeout=300) -> subprocess.CompletedProcess:
-        """``subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)``."""
+        """``subprocess.run([sys.executable, *argv], cwd=cwd, env=env, stdin=DEVNULL, capture_output=True, text=True, timeout=timeout)``."""
         argv = [str(a) for a in argv]
         env = dict(os.environ if env is None else env)
         if self._template is None:
-            return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True, text=True,
-                                  timeout=timeout)
+            return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=timeout)
         self._count += 1
         out = Path(self._folder.name) / f"{self._count}.out"
         err = Path(self._folder.name) / f"{self._count}.err"

@@ -35,8 +35,8 @@ def scripts(tmp_path):
 
 
 def fresh(argv, cwd, env=None):
-    return subprocess.run([sys.executable, *map(str, argv)], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, *map(str, argv)], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_a_script_sees_what_a_fresh_interpreter_gives_it(run_script, scripts, tmp_path, monkeypatch):
