@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,7 +63,10 @@ PRELOAD = (
 TEMPLATE = r"""
 import atexit, gc, importlib, json, os, runpy, signal, sys, threading, traceback
 for name in json.loads(sys.argv[1]):
-    importlib.import_module(name)
+    try:
+        importlib.import_module(name)
+    except ImportError:  # an optional library: the scripts that need it import it themselves
+        pass
 reply = sys.stdout
 if threading.active_count() != 1 or "unsup" in sys.modules:
     why = f"{threading.active_count()} Python threads after the imports, unsup imported: {'unsup' in sys.modules}"
@@ -146,6 +151,7 @@ class ScriptRunner:
         self._template = subprocess.Popen(
             [sys.executable, "-c", TEMPLATE, json.dumps(PRELOAD)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=self._folder.name,
+            start_new_session=True,  # its own process group: killed with its child if a reply never comes
         )
         ready = json.loads(self._template.stdout.readline() or '{"ready": false, "why": "the template exited"}')
         if not ready["ready"]:
@@ -166,6 +172,13 @@ class ScriptRunner:
                    "stderr": str(err)}
         self._template.stdin.write(json.dumps(request) + "\n")
         self._template.stdin.flush()
+        # The child kills itself at ``timeout`` (SIGALRM); should even that fail, the group goes.
+        if not select.select([self._template.stdout], [], [], timeout + 60)[0]:
+            os.killpg(self._template.pid, signal.SIGKILL)
+            self._template.wait()
+            self._template = None
+            self.why_fresh = f"the template's child outlived its timeout running {argv}"
+            raise subprocess.TimeoutExpired([sys.executable, *argv], timeout)
         line = self._template.stdout.readline()
         if not line:
             raise RuntimeError(f"the script template exited (status {self._template.poll()}) running {argv}")
