@@ -80,6 +80,28 @@ def test_ensemble_loads_a_pickle_with_one_scale_per_member():
     np.testing.assert_allclose(-old.score_samples(X), (plain / np.arange(1.0, 9.0)).mean(axis=1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("trim_fraction", [0.0, 0.2, 0.5])
+def test_trimmed_mean_keeps_each_members_smallest_errors(trim_fraction):
+    errors = np.random.default_rng(3).random((4, 10))
+    model = AutoencoderEnsemble(trim_fraction=trim_fraction)
+    keep = int(np.ceil((1 - trim_fraction) * 10 - 1e-9))
+    expected = np.sort(errors, axis=1)[:, :keep].mean(axis=1)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_allclose(model._trimmed_mean(torch.from_numpy(errors)).numpy(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("trim_fraction, same", [(0.2, True), (0.0, False)])
+def test_trimmed_rows_teach_the_members_nothing(trim_fraction, same):
+    """Two epochs on the same rows but one extreme row, different in each: equal weights when it is trimmed."""
+    model = AutoencoderEnsemble(n_estimators=4, max_samples=64, trim_fraction=trim_fraction, random_state=0)
+    model.fit(X)
+    a, b = pickle.loads(pickle.dumps(model)), pickle.loads(pickle.dumps(model))
+    a.partial_fit(np.vstack([X[:63], np.full((1, 8), 40.0)]))
+    b.partial_fit(np.vstack([X[:63], np.full((1, 8), -90.0)]))  # 64 rows: every member's batch holds it
+    equal = all(bool((p == q).all()) for p, q in zip(a._params, b._params))
+    assert equal == same
+
+
 def test_ensemble_partial_fit_adds_an_epoch():
     model = AutoencoderEnsemble(**SMALL)
     model.partial_fit(X[:150])

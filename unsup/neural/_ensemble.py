@@ -17,6 +17,12 @@ Design constraints
   drawn afresh every epoch, as ``IsolationForest`` subsamples: outliers are
   rarely seen twice, so they are not learnt, and the cost does not grow with
   ``n_samples``), their random feature subsets and initialisations.
+- Trimmed training (``trim_fraction=0.2``): each member's loss on a batch is
+  the mean over the 80 % of its rows it rebuilds best, so the rows that
+  stand out, the likely outliers, give it no gradient (as the single
+  networks' ``trim_fraction``). Measured on the 23 ADBench datasets, seeds
+  0-2: mean ROC AUC 0.7905 untrimmed, 0.7947 at 0.2 (0.7817 at 0.05, 0.7877
+  at 0.1, 0.7922 at 0.3, 0.7929 at 0.4).
 - Small on purpose: a one-unit code and 16 hidden units per member, a few
   epochs. Measured on the 23 ADBench datasets, more capacity (wider codes,
   64 hidden units, 50 epochs) lets the members rebuild the anomalies too and
@@ -83,7 +89,8 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
 
     Each of ``n_estimators`` small autoencoders sees a random subset of the
     (standardised) features and trains on ``max_samples`` rows drawn afresh
-    at every epoch. A row's anomaly score is its standardised reconstruction
+    at every epoch, leaving out of its loss the ``trim_fraction`` of each
+    batch it rebuilds worst. A row's anomaly score is its standardised reconstruction
     error under each member (the mean over the member's features of the
     squared residual divided by that member's median squared residual of the
     feature on the training rows), averaged over members (RandNet, Chen et
@@ -114,6 +121,12 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         Adam's step size.
     activation : str, default="relu"
         Hidden activation (as :class:`Autoencoder`).
+    trim_fraction : float, default=0.2
+        Fraction of each batch's rows left out of each member's training
+        loss: those the member reconstructs worst (a trimmed mean, as
+        :class:`Autoencoder`'s ``trim_fraction``). Outliers in the training
+        rows then do not teach the members to reconstruct them. ``0`` trains
+        on the plain mean.
     contamination : float, default=0.1
         Expected fraction of outliers in the training data, in (0, 0.5]:
         ``offset_`` is the matching percentile of the training scores.
@@ -179,6 +192,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "trim_fraction": [Interval(Real, 0, 0.5, closed="both")],
         "contamination": [Interval(Real, 0, 0.5, closed="right")],
         "device": [StrOptions(set(DEVICES))],
         "n_jobs": [Interval(Integral, None, -1, closed="right"), Interval(Integral, 1, None, closed="left"), None],
@@ -198,6 +212,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         batch_size=64,
         learning_rate=3e-3,
         activation="relu",
+        trim_fraction=0.2,
         contamination=0.1,
         device="cpu",
         n_jobs=None,
@@ -213,6 +228,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.activation = activation
+        self.trim_fraction = trim_fraction
         self.contamination = contamination
         self.device = device
         self.n_jobs = n_jobs
@@ -294,7 +310,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
         total = 0.0
         for start in range(0, m, self.batch_size):
             xb = xs[rows[:, start : start + self.batch_size]]  # (E, batch, d): gathered a batch at a time
-            loss = self._member_errors(xb, self._forward(xb)).mean(dim=1).sum()
+            loss = self._trimmed_mean(self._member_errors(xb, self._forward(xb))).sum()
             self._optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self._optimizer.step()
@@ -307,6 +323,18 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
             )
         self.loss_curve_.append(loss)
         self.n_iter_ += 1
+
+    def _trimmed_mean(self, errors):
+        """Each member's mean of its ``1 - trim_fraction`` smallest errors of a batch (at least one row): (E,).
+
+        As :class:`Autoencoder`'s ``trim_fraction``, member by member: the rows
+        a member rebuilds worst, the likely outliers, give it no gradient.
+        """
+        n = errors.shape[1]
+        keep = max(1, math.ceil((1.0 - self.trim_fraction) * n - 1e-9))
+        if keep >= n:
+            return errors.mean(dim=1)
+        return torch.topk(errors, keep, dim=1, largest=False, sorted=False).values.mean(dim=1)
 
     def _member_errors_all(self, xs):
         """Each member's standardised reconstruction error of each row: (n, E) float64 numpy, finite.
@@ -446,6 +474,7 @@ class AutoencoderEnsemble(ScoreOffsetOutlierMixin, BaseEstimator):
 
     def __setstate__(self, state):
         state = dict(state)
+        state.setdefault("trim_fraction", 0.0)  # pickled before the parameter: trained untrimmed
         super().__setstate__(state)
         if "_params" not in state:
             return
