@@ -12,9 +12,11 @@ stdout and stderr; the child exits as the interpreter would (an uncaught
 exception prints its traceback and gives status 1, ``sys.exit`` its code;
 non-daemon threads are waited for, ``atexit`` handlers run, the script's
 globals are released, the streams flushed) but without tearing down the
-imported modules one by one, which takes a second. Scripts that read
-environment variables at run time (``UNSUP_EXAMPLES_FAST``) see the ones
-given.
+imported modules one by one, which takes a second. The child gets the
+script's environment; as libraries read some variables while they load
+(``OMP_NUM_THREADS``, ``MPLBACKEND``), the template itself is started with
+the script's environment, and again whenever a script comes with another
+(apart from the variables only scripts read, ``UNSUP_EXAMPLES_FAST``).
 
 Forking is safe because the template never runs anything after its imports:
 it checks that it holds a single Python thread (no thread pool for a child to
@@ -40,7 +42,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: What the template imports (``MPLBACKEND=Agg``: scripts never need a display here); never unsup.
+#: What the template imports; never unsup.
 PRELOAD = (
     "numpy",
     "scipy.linalg",
@@ -131,11 +133,29 @@ for line in sys.stdin:
 """
 
 
+#: Variables that only the scripts read, while they run: the other ones must be those the template started with.
+RUN_TIME_VARIABLES = ("UNSUP_EXAMPLES_FAST", "PYTEST_CURRENT_TEST")
+
+
+def _load_time_environment(env):
+    """``env`` less :data:`RUN_TIME_VARIABLES`: what the libraries may read as the template imports them."""
+    return {k: v for k, v in env.items() if k not in RUN_TIME_VARIABLES}
+
+
 class ScriptRunner:
-    """Runs ``python SCRIPT ARGS`` in children of one template interpreter (see the module's docstring)."""
+    """Runs ``python SCRIPT ARGS`` in children of a template interpreter (see the module's docstring).
+
+    The template is started with the environment of the first script, and
+    started again whenever a script's environment differs in a variable that
+    a library may read as it loads (``OMP_NUM_THREADS``, which a
+    ``dask.distributed`` nanny sets in the process that runs it, or
+    ``MPLBACKEND``): a child sees the thread counts and settings that a fresh
+    interpreter with its environment would.
+    """
 
     def __init__(self):
         self._template = None
+        self._template_env = None
         self._folder = tempfile.TemporaryDirectory(prefix="unsup-scripts-")
         self._count = 0
         self.why_fresh = None
@@ -143,11 +163,10 @@ class ScriptRunner:
             self.why_fresh = "UNSUP_TESTS_FRESH_INTERPRETERS=1"
         elif not hasattr(os, "fork"):
             self.why_fresh = "no os.fork on this platform"
-        else:
-            self._start()
 
-    def _start(self):
-        env = {**os.environ, "MPLBACKEND": "Agg"}
+    def _start(self, env):
+        self._stop()
+        self._template_env = _load_time_environment(env)
         self._template = subprocess.Popen(
             [sys.executable, "-c", TEMPLATE, json.dumps(PRELOAD)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=self._folder.name,
@@ -156,13 +175,22 @@ class ScriptRunner:
         ready = json.loads(self._template.stdout.readline() or '{"ready": false, "why": "the template exited"}')
         if not ready["ready"]:
             self.why_fresh = ready["why"]
-            self.close()
+            self._stop()
+
+    def _stop(self):
+        if self._template is not None:
+            self._template.stdin.close()
+            self._template.wait(timeout=60)
+            self._template.stdout.close()
+            self._template = None
 
     def run(self, argv, *, cwd, env=None, timeout=300) -> subprocess.CompletedProcess:
         """``subprocess.run([sys.executable, *argv], cwd=cwd, env=env, stdin=DEVNULL, capture_output=True, text=True, timeout=timeout)``."""
         argv = [str(a) for a in argv]
         env = dict(os.environ if env is None else env)
-        if self._template is None:
+        if self.why_fresh is None and (self._template is None or _load_time_environment(env) != self._template_env):
+            self._start(env)
+        if self.why_fresh is not None:
             return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                   capture_output=True, text=True, timeout=timeout)
         self._count += 1
@@ -189,9 +217,5 @@ class ScriptRunner:
         return subprocess.CompletedProcess([sys.executable, *argv], returncode, stdout, stderr)
 
     def close(self):
-        if self._template is not None:
-            self._template.stdin.close()
-            self._template.wait(timeout=60)
-            self._template.stdout.close()
-            self._template = None
+        self._stop()
         self._folder.cleanup()

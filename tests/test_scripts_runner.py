@@ -39,8 +39,14 @@ def fresh(argv, cwd, env=None):
                           capture_output=True, text=True, timeout=120)
 
 
-def test_a_script_sees_what_a_fresh_interpreter_gives_it(run_script, scripts, tmp_path, monkeypatch):
+@pytest.mark.parametrize("omp_threads", [None, "1"])
+def test_a_script_sees_what_a_fresh_interpreter_gives_it(run_script, scripts, tmp_path, monkeypatch, omp_threads):
+    """Output, argv, cwd, environment, stdin, imports, threads (torch's count read from OMP_NUM_THREADS at load)."""
     monkeypatch.setenv("PROBE_VALUE", "given")
+    if omp_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:  # as a dask.distributed nanny leaves it in the process that runs it
+        monkeypatch.setenv("OMP_NUM_THREADS", omp_threads)
     args = [scripts / "probe.py", "a", "--b"]
     ours, theirs = run_script(args, cwd=tmp_path), fresh(args, tmp_path, dict(os.environ))
     assert ours.returncode == theirs.returncode == 0, ours.stderr
@@ -59,12 +65,13 @@ def test_failures_and_exit_codes_as_in_a_fresh_interpreter(run_script, scripts, 
     assert ours.stderr.endswith(stderr_end) and theirs.stderr.endswith(stderr_end)
 
 
-def test_the_scripts_run_in_forks_of_the_template(run_script):
+def test_the_scripts_run_in_forks_of_the_template(run_script, scripts, tmp_path):
     """Not in fresh interpreters: the template started (unless asked not to, or fork is missing)."""
     runner = run_script.__self__
     if os.environ.get("UNSUP_TESTS_FRESH_INTERPRETERS") == "1" or not hasattr(os, "fork"):
         pytest.skip(runner.why_fresh)
-    assert runner.why_fresh is None
+    assert run_script([scripts / "exits.py"], cwd=tmp_path).returncode == 3
+    assert runner.why_fresh is None and runner._template is not None
 
 
 def test_a_script_past_its_timeout_is_killed(run_script, scripts, tmp_path):
