@@ -626,6 +626,26 @@ def test_cli_reads_several_files_on_a_scheduler(cluster, tmp_path, capsys):
     assert "different numbers of columns" in capsys.readouterr().err
 
 
+def test_cli_local_cluster_leaves_the_environment_as_it_found_it(tmp_path, monkeypatch):
+    """A nanny sets OMP_NUM_THREADS=1 and more in the process that runs it: the command puts them back."""
+    from unsup.cli import main
+
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)  # (the module's own LocalCluster fixture left them set)
+    monkeypatch.setenv("PYTHONHASHSEED", "123")
+    files = []
+    for i in range(2):
+        files.append(str(tmp_path / f"part{i}.npy"))
+        np.save(files[-1], X[i * 300 : (i + 1) * 300])
+    before = dict(os.environ)
+    codes = tmp_path / "codes.npy"
+    assert main(["compress", *files, "-q", "-o", str(codes)]) == 0  # no --scheduler: a LocalCluster of its own
+    assert np.load(codes).shape == (600, X.shape[1])
+    after = dict(os.environ)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)} - {"PYTEST_CURRENT_TEST"}
+    assert not changed, {k: (before.get(k), after.get(k)) for k in changed}
+
+
 def test_cli_detect_on_several_files(cluster, tmp_path, capsys):
     """The Dask path trains the model asked for, streaming the blocks, and refuses what it cannot do."""
     from unsup.cli import main

@@ -11,13 +11,15 @@ Design constraints
   client); every file is checked first (a 2-d numeric ``.npy``, the same
   number of columns), with the in-memory loader's one-line errors.
 - The computation runs on the cluster at ``--scheduler`` or, without it, on a
-  ``LocalCluster`` started for the command (and closed after it).
+  ``LocalCluster`` started for the command (and closed after it); the
+  variables its nannies set in this process's environment are put back.
 - Outputs are the in-memory command's formats; labels, scores and codes are
   gathered to be written (one value per row, or the codes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import warnings
@@ -76,6 +78,31 @@ def load_dask(paths):
     return da.concatenate(blocks, axis=0)
 
 
+@contextlib.contextmanager
+def _environment_restored():
+    """Put back the variables a ``LocalCluster`` sets in this process's environment.
+
+    A ``dask.distributed`` nanny sets its ``pre-spawn-environ`` variables
+    (``OMP_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``, ...),
+    ``PYTHONHASHSEED`` and ``__DASK_PARENT_PID`` in the process that runs
+    it, before each worker starts, and leaves them there: ``unsup.cli.main`` called from a script or
+    a notebook would hand them on to every later subprocess (one thread
+    each). The command leaves the environment as it found it.
+    """
+    import dask
+
+    names = {*dask.config.get("distributed.nanny.pre-spawn-environ", default={}), "PYTHONHASHSEED", "__DASK_PARENT_PID"}
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _client(address):
     from distributed import Client, LocalCluster
 
@@ -100,16 +127,17 @@ def run(s, rep) -> None:
     paths = expand_paths(s.data)
     X = load_dask(paths)
     s = s.replace(data=data_label(paths))  # what the messages name
-    client, cluster = _client(s.scheduler)
-    try:
-        with dask.config.set(scheduler=client):
-            where = s.scheduler or "a local cluster of 2 workers"
-            rep.info(f"{s.data}: {X.shape[0]} x {X.shape[1]} in {X.numblocks[0]} blocks, on {where}")
-            {"cluster": _cluster, "detect": _detect, "compress": _compress}[s.command](s, rep, X)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    with _environment_restored():
+        client, cluster = _client(s.scheduler)
+        try:
+            with dask.config.set(scheduler=client):
+                where = s.scheduler or "a local cluster of 2 workers"
+                rep.info(f"{s.data}: {X.shape[0]} x {X.shape[1]} in {X.numblocks[0]} blocks, on {where}")
+                {"cluster": _cluster, "detect": _detect, "compress": _compress}[s.command](s, rep, X)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def _cluster(s, rep, X):
