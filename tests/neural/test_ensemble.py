@@ -72,9 +72,11 @@ def test_ensemble_loads_a_pickle_with_one_scale_per_member():
     model = AutoencoderEnsemble(**SMALL).fit(X)
     state = pickle.loads(pickle.dumps(model)).__getstate__()
     state["error_scale_"] = np.arange(1.0, 9.0)  # an earlier version's form: (n_estimators,)
+    del state["trim_fraction"]  # and before trimming: trained on the plain mean
     old = AutoencoderEnsemble.__new__(AutoencoderEnsemble)
     old.__setstate__(state)
     assert old.error_scale_.shape == (8, 8)
+    assert old.trim_fraction == 0.0 and old.get_params()["trim_fraction"] == 0.0
     model.error_scale_ = np.ones((8, 8))
     plain = model._member_errors_all(model._standardise(X))  # each member's mean squared residual
     np.testing.assert_allclose(-old.score_samples(X), (plain / np.arange(1.0, 9.0)).mean(axis=1), rtol=1e-12)
