@@ -39,19 +39,26 @@ def test_ensemble_outlier_contract_and_standardisation():
     np.testing.assert_allclose(model.decision_function(X), scores - model.offset_)
     np.testing.assert_array_equal(model.predict(X), np.where(scores - model.offset_ >= 0, 1, -1))
     # numpy oracle: each member a plain network on its own features; every squared residual divided by
-    # the member's median squared residual of that feature on the training rows (all 300 rows here)
+    # the member's median squared residual of that feature on the training rows (all 300 rows here),
+    # floored at a tenth of the member's median of those medians, and counted logarithmically above 5
     w1, b1, w2, b2, w3, b3, w4, b4 = (p.detach().numpy().astype(np.float64) for p in model._params)
     xs = (X - X.mean(axis=0)) / X.std(axis=0)
     relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
     expected = np.zeros(len(X))
+    compressed = 0
     for e, cols in enumerate(model.feature_masks_):
         code = relu(xs[:, cols] @ w1[e][cols] + b1[e]) @ w2[e] + b2[e]
         recon = relu(code @ w3[e] + b3[e]) @ w4[e] + b4[e]
         sq = (recon[:, cols] - xs[:, cols]) ** 2
-        np.testing.assert_allclose(model.error_scale_[e, cols], np.median(sq, axis=0), rtol=1e-4)
+        med = np.median(sq, axis=0)
+        scale = np.maximum(med, 0.1 * np.median(med))
+        np.testing.assert_allclose(model.error_scale_[e, cols], scale, rtol=1e-4)
         np.testing.assert_array_equal(model.error_scale_[e, ~cols], 1.0)
-        expected += (sq / np.median(sq, axis=0)).mean(axis=1) / len(model.feature_masks_)
+        z = sq / scale
+        compressed += np.sum(z > 5)
+        expected += np.where(z > 5, 5 * (1 + np.log(np.maximum(z, 5) / 5)), z).mean(axis=1) / len(model.feature_masks_)
     np.testing.assert_allclose(-scores, expected, rtol=1e-4)
+    assert compressed > 0  # the oracle exercises the logarithmic part
     # members see random feature subsets of at least half the features
     assert model.feature_masks_.shape == (8, 8) and (model.feature_masks_.sum(axis=1) >= 4).all()
 
@@ -73,11 +80,12 @@ def test_ensemble_loads_a_pickle_with_one_scale_per_member():
     state = pickle.loads(pickle.dumps(model)).__getstate__()
     state["error_scale_"] = np.arange(1.0, 9.0)  # an earlier version's form: (n_estimators,)
     del state["trim_fraction"]  # and before trimming: trained on the plain mean
+    del state["_knee"]  # and before the logarithmic knee: plain standardised squared residuals
     old = AutoencoderEnsemble.__new__(AutoencoderEnsemble)
     old.__setstate__(state)
     assert old.error_scale_.shape == (8, 8)
     assert old.trim_fraction == 0.0 and old.get_params()["trim_fraction"] == 0.0
-    model.error_scale_ = np.ones((8, 8))
+    model.error_scale_, model._knee = np.ones((8, 8)), None
     plain = model._member_errors_all(model._standardise(X))  # each member's mean squared residual
     np.testing.assert_allclose(-old.score_samples(X), (plain / np.arange(1.0, 9.0)).mean(axis=1), rtol=1e-12)
 

@@ -8,6 +8,7 @@ identical; floats within 1e-5 relative to the output's largest magnitude
 from __future__ import annotations
 
 import copy
+import pickle
 import subprocess
 import sys
 
@@ -302,6 +303,17 @@ def test_extreme_finite_inputs_score_and_label_as_unsup(cls):
     ref = expected(est, X)
     assert np.all(np.isfinite(ref[-2])) and np.all(ref[-1][5:] == -1)
     assert_outputs(got, ref, rtol=1e-5)
+
+
+def test_ensemble_pickled_before_the_knee_exports_its_own_scores():
+    """An ensemble pickled before the logarithmic knee scores plain standardised residuals: so does its graph."""
+    X_fit, X_test = DATASETS["random"]
+    est = pickle.loads(pickle.dumps(AutoencoderEnsemble(n_estimators=4, max_epochs=2, random_state=0).fit(X_fit)))
+    X = np.vstack([X_test, X_test[:5] * 30])
+    with_knee = est.score_samples(X)
+    est._knee = None
+    assert not np.allclose(est.score_samples(X), with_knee)  # the rows x30 pass the knee
+    assert_outputs(run(to_onnx(est, X[:1]), X), expected(est, X), rtol=1e-5)
 
 
 @pytest.mark.parametrize("cls", [Autoencoder, VAE])

@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="training epochs (at most, with early stopping) (default 10 for the ensemble, 200 otherwise)",
+        help="training epochs (at most, with early stopping) (default 20 for the ensemble, 200 otherwise)",
     )
     _add_output(detect, "scores and flags")
 

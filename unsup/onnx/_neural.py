@@ -266,7 +266,13 @@ def ensemble_convert(scope, operator, container):
     diff = g.op("Sub", g.cast(recon, np.float64), g.cast(x32, np.float64))
     # each squared residual over the member's scale of its feature (0 off the member's features)
     weight = mask.astype(np.float64) / np.asarray(est.error_scale_, dtype=np.float64)
-    err = g.reduce("ReduceSum", g.op("Mul", g.op("Mul", diff, diff), g.const(weight[:, None, :])), 2)  # (E, n)
+    z = g.op("Mul", g.op("Mul", diff, diff), g.const(weight[:, None, :]))
+    knee = getattr(est, "_knee", None)
+    if knee is not None:  # unsup's _compressed: knee * (1 + log(z / knee)) above the knee
+        k = g.const(np.float64(knee))
+        above = g.op("Mul", k, g.op("Add", g.const(np.float64(1.0)), g.op("Log", g.op("Div", g.op("Max", z, k), k))))
+        z = g.op("Where", g.op("Greater", z, k), above, z)
+    err = g.reduce("ReduceSum", z, 2)  # (E, n)
     denom = mask.sum(axis=1).astype(np.float64)[:, None]
     score = g.op("Neg", g.reduce("ReduceMean", g.op("Div", err, g.const(denom)), 0))
     g.identity(score, outs[0]) if dtype == np.float64 else g.cast(score, np.float32, out=outs[0])
